@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what the build and the VM tests need on a Debian 12 machine. Idempotent: packages already
+# present are not reinstalled and apt-get update runs only when something is missing.
+source "$(dirname "$0")/lib.sh"
+
+PKGS=(
+	# kernel toolchain: rustc-web ships /usr/bin/rustc with the matching library source
+	rustc-web rust-web-src clang-22 lld-22 llvm-22 libclang-22-dev
+	flex bison bc libelf-dev libssl-dev cpio kmod dwarves make gcc python3 xz-utils
+	# VM and guest userland
+	qemu-system-x86 qemu-utils busybox-static dmsetup fio nvme-cli e2fsprogs coreutils
+	# userspace build: the devicemapper crate links libdevmapper
+	libdevmapper-dev pkg-config
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing Debian packages: ${missing[*]}"
+	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BINDGEN_WANT=${BINDGEN_WANT:-0.73}
+if ! "$BINDGEN" --version 2>/dev/null | grep -q "bindgen $BINDGEN_WANT"; then
+	log "installing bindgen-cli $BINDGEN_WANT into $TOOLS"
+	cargo install --locked --root "$TOOLS" bindgen-cli --version "~$BINDGEN_WANT" >/dev/null 2>&1 \
+		|| cargo install --locked --root "$TOOLS" bindgen-cli --version "~$BINDGEN_WANT"
+fi
+log "dependencies ready ($("$BINDGEN" --version), $($KRUSTC --version | cut -d' ' -f1-2))"

@@ -1,0 +1,1 @@
+//! Userspace access layer shared by the `dmremap` CLI and the `dmremapd` daemon.
