@@ -6,4 +6,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod crc32c;
+pub mod remap;
+pub mod table;

@@ -1,0 +1,50 @@
+# dm-remap: build, test and benchmark. `make help` lists the targets.
+SHELL := /bin/bash
+FLAVOUR ?= debug
+SCENARIO ?=
+BENCH ?=
+CARGO ?= cargo
+export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
+
+.PHONY: help deps kernel kmod userspace cargo-test vm-test test demo bench clean
+
+help:
+	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
+	@echo "make test                  cargo tests + the VM scenario suite on the debug kernel"
+	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
+	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
+	@echo "make kernel FLAVOUR=x      build the cached test kernel"
+	@echo "make userspace             build dmremap and dmremapd"
+	@echo "make deps                  install the Debian packages and tools the build needs"
+
+deps:
+	@scripts/install-deps.sh
+
+kernel: deps
+	@scripts/build-kernel.sh $(FLAVOUR)
+
+ifdef KDIR
+kmod:
+	@scripts/build-kmod.sh KDIR=$(KDIR)
+else
+kmod: deps
+	@scripts/build-kmod.sh $(FLAVOUR)
+endif
+
+userspace: deps
+	@t0=$$SECONDS; $(CARGO) build --release --workspace --bins || exit 1; echo "[$$(date +%T)] stage userspace: done in $$((SECONDS - t0)) s"
+
+cargo-test: deps
+	@t0=$$SECONDS; $(CARGO) test --workspace; rc=$$?; echo "[$$(date +%T)] stage cargo-test: done in $$((SECONDS - t0)) s"; exit $$rc
+
+vm-test: deps userspace
+	@tests/vm/run.sh --flavour $(FLAVOUR) $(SCENARIO)
+
+test: cargo-test vm-test
+
+demo: deps userspace
+	@tests/vm/run.sh --flavour release --suite demo --echo
+
+clean:
+	$(CARGO) clean
+	rm -rf kmod/generated kmod/*.o kmod/*.ko kmod/.*.cmd kmod/*.mod* kmod/modules.order kmod/Module.symvers kmod/.built-for kmod/build.log

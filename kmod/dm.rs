@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrapper over the device-mapper target API.
+//!
+//! All device-mapper FFI of the module lives here: the bindings generated at build time
+//! (`generated/dm_bindings.rs`), the C helpers (`helpers.c`), the callback trampolines and the
+//! `struct target_type` registration. A target implements [`Target`] in safe Rust.
+
+use core::marker::PhantomData;
+use core::ptr;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+#[allow(
+    dead_code,
+    missing_docs,
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    improper_ctypes,
+    unreachable_pub,
+    unsafe_op_in_unsafe_fn,
+    unused_imports,
+    clippy::all,
+    clippy::as_underscore,
+    clippy::cast_lossless,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
+    clippy::undocumented_unsafe_blocks
+)]
+mod raw {
+    use kernel::bindings::{dma_data_direction, fwctl_rpc_scope, hrtimer_restart, irqreturn, lru_status};
+    use kernel::ffi;
+    use pin_init::{MaybeZeroable, Zeroable};
+
+    // Types the kernel's bindgen parameters blocklist, defined as the kernel crate does.
+    type __kernel_size_t = usize;
+    type __kernel_ssize_t = isize;
+    type __kernel_ptrdiff_t = isize;
+
+    include!("generated/dm_bindings.rs");
+}
+
+/// 512-byte sectors.
+pub(crate) type Sector = u64;
+
+/// An error from a target constructor: the errno and the message for `ti->error`.
+pub(crate) struct CtrError {
+    /// Message shown by `dmsetup` and in the kernel log.
+    pub(crate) msg: &'static CStr,
+    /// Error code returned to device-mapper.
+    pub(crate) err: Error,
+}
+
+impl CtrError {
+    /// An `EINVAL` with a message.
+    pub(crate) fn inval(msg: &'static CStr) -> Self {
+        CtrError { msg, err: EINVAL }
+    }
+}
+
+/// The arguments of a constructor or a message: an iterator over C strings, without allocation.
+pub(crate) struct Args<'a> {
+    argv: *mut *mut c_char,
+    argc: usize,
+    pos: usize,
+    _p: PhantomData<&'a CStr>,
+}
+
+impl<'a> Args<'a> {
+    /// # Safety
+    ///
+    /// `argv` must point to `argc` valid NUL-terminated strings that outlive `'a`.
+    unsafe fn new(argc: c_uint, argv: *mut *mut c_char) -> Self {
+        Args { argv, argc: argc as usize, pos: 0, _p: PhantomData }
+    }
+
+    /// Number of arguments not yet taken.
+    pub(crate) fn remaining(&self) -> usize {
+        self.argc - self.pos
+    }
+
+    /// The argument at `i` (from the start), if there is one.
+    pub(crate) fn get(&self, i: usize) -> Option<&'a CStr> {
+        if i >= self.argc {
+            return None;
+        }
+        // SAFETY: `i < argc`, so `argv[i]` is one of the valid strings promised by `new`, which
+        // live for `'a`.
+        Some(unsafe { CStr::from_char_ptr(*self.argv.add(i)) })
+    }
+}
+
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a CStr;
+    fn next(&mut self) -> Option<&'a CStr> {
+        let s = self.get(self.pos)?;
+        self.pos += 1;
+        Some(s)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining(), Some(self.remaining()))
+    }
+}
+
+impl ExactSizeIterator for Args<'_> {}
+
+/// A device opened for a target with `dm_get_device`; released with `dm_put_device` on drop.
+pub(crate) struct DmDev {
+    ti: *mut raw::dm_target,
+    dev: *mut raw::dm_dev,
+}
+
+// SAFETY: a `dm_dev` is a reference-counted handle owned by device-mapper; using it (submitting
+// bios, reading its size) from any thread is allowed, and `dm_put_device` may run on any thread.
+unsafe impl Send for DmDev {}
+// SAFETY: all `&self` methods only read immutable properties of the device.
+unsafe impl Sync for DmDev {}
+
+impl DmDev {
+    /// Size of the device in 512-byte sectors.
+    pub(crate) fn sectors(&self) -> Sector {
+        // SAFETY: `self.dev` is a device held by this target (type invariant).
+        unsafe { raw::dmr_dev_nr_sectors(self.dev) }
+    }
+
+    /// Logical block size of the device in bytes.
+    pub(crate) fn logical_block_size(&self) -> u32 {
+        // SAFETY: `self.dev` is a device held by this target.
+        unsafe { raw::dmr_dev_logical_block_size(self.dev) }
+    }
+
+    /// The device number.
+    pub(crate) fn devt(&self) -> u32 {
+        // SAFETY: `self.dev` is a device held by this target.
+        unsafe { raw::dmr_dev_devt(self.dev) }
+    }
+
+    /// The device name as device-mapper shows it in tables (`major:minor`).
+    pub(crate) fn name(&self) -> &CStr {
+        // SAFETY: `dm_dev.name` is a NUL-terminated array inside the `dm_dev`, which lives as
+        // long as `self`.
+        unsafe { CStr::from_char_ptr(raw::dmr_dev_name(self.dev)) }
+    }
+}
+
+impl Drop for DmDev {
+    fn drop(&mut self) {
+        // SAFETY: `dev` was obtained by `dm_get_device` on `ti`, is put exactly once, and `ti` is
+        // alive: targets drop their devices in the constructor's error path or in the destructor.
+        unsafe { raw::dm_put_device(self.ti, self.dev) };
+    }
+}
+
+/// The target being constructed.
+pub(crate) struct CtrContext {
+    ti: *mut raw::dm_target,
+}
+
+impl CtrContext {
+    /// Open the device named by `path` (a path or `major:minor`) with the table's mode.
+    pub(crate) fn get_device(&mut self, path: &CStr) -> Result<DmDev> {
+        let mut dev: *mut raw::dm_dev = ptr::null_mut();
+        // SAFETY: `ti` is the target under construction, its table is valid; `path` is a valid C
+        // string; `dev` is a valid out-pointer.
+        let ret = unsafe {
+            let mode = raw::dm_table_get_mode((*self.ti).table);
+            raw::dm_get_device(self.ti, path.as_char_ptr(), mode, &mut dev)
+        };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(DmDev { ti: self.ti, dev })
+    }
+
+    /// Length of the target in sectors.
+    pub(crate) fn len(&self) -> Sector {
+        // SAFETY: `ti` is valid during construction.
+        unsafe { (*self.ti).len }
+    }
+
+    /// How many empty flush bios `map` receives per flush (one per underlying device).
+    pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
+        // SAFETY: `ti` is valid and not yet visible to I/O during construction.
+        unsafe { (*self.ti).num_flush_bios = n };
+    }
+
+    /// How many bios `map` receives per discard and per write-zeroes request.
+    pub(crate) fn set_num_discard_and_write_zeroes_bios(&mut self, n: u32) {
+        // SAFETY: as above.
+        unsafe {
+            (*self.ti).num_discard_bios = n;
+            (*self.ti).num_write_zeroes_bios = n;
+        }
+    }
+}
+
+/// The type of status requested.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusType {
+    /// Live counters (`dmsetup status`).
+    Info,
+    /// The constructor line (`dmsetup table`).
+    Table,
+    /// Measurement for the integrity subsystem.
+    Ima,
+}
+
+/// Writes status or message output into device-mapper's buffer, always NUL-terminated; output
+/// that does not fit is cut (device-mapper notices the full buffer and asks again with more room).
+pub(crate) struct Emitter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    overflow: bool,
+}
+
+impl<'a> Emitter<'a> {
+    /// # Safety
+    ///
+    /// `result` must be valid for writes of `maxlen` bytes for `'a`.
+    unsafe fn new(result: *mut c_char, maxlen: c_uint) -> Self {
+        let buf: &mut [u8] = if result.is_null() || maxlen == 0 {
+            &mut []
+        } else {
+            // SAFETY: guaranteed by the caller.
+            unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) }
+        };
+        if let Some(b) = buf.first_mut() {
+            *b = 0;
+        }
+        Emitter { buf, len: 0, overflow: false }
+    }
+}
+
+impl core::fmt::Write for Emitter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        // Keep one byte for the terminating NUL.
+        let room = self.buf.len().saturating_sub(self.len + 1);
+        let n = s.len().min(room);
+        if n < s.len() {
+            self.overflow = true;
+        }
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + n) {
+            dst.copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+        }
+        if let Some(b) = self.buf.get_mut(self.len) {
+            *b = 0;
+        }
+        if self.overflow {
+            Err(core::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A device-mapper target instance, as seen by the callbacks.
+#[repr(transparent)]
+pub(crate) struct TargetRef(Opaque<raw::dm_target>);
+
+impl TargetRef {
+    /// # Safety
+    ///
+    /// `ti` must be a valid target for `'a`.
+    unsafe fn from_raw<'a>(ti: *mut raw::dm_target) -> &'a TargetRef {
+        // SAFETY: `TargetRef` is a transparent wrapper of `dm_target`; validity by the caller.
+        unsafe { &*ti.cast::<TargetRef>() }
+    }
+
+    fn as_raw(&self) -> *mut raw::dm_target {
+        self.0.get()
+    }
+
+    /// Start of the target in the mapped device, in sectors.
+    pub(crate) fn begin(&self) -> Sector {
+        // SAFETY: `begin` is set before the constructor runs and never changes.
+        unsafe { (*self.as_raw()).begin }
+    }
+
+    /// Length of the target in sectors.
+    pub(crate) fn len(&self) -> Sector {
+        // SAFETY: `len` is set before the constructor runs and never changes.
+        unsafe { (*self.as_raw()).len }
+    }
+}
+
+/// The result of [`Target::map`].
+pub(crate) enum MapResult {
+    /// The bio was redirected; device-mapper submits it.
+    Remapped,
+}
+
+/// A bio passed to a target.
+#[repr(transparent)]
+pub(crate) struct Bio(Opaque<raw::bio>);
+
+impl Bio {
+    /// # Safety
+    ///
+    /// `bio` must be a valid bio owned by the target for `'a`.
+    unsafe fn from_raw<'a>(bio: *mut raw::bio) -> &'a mut Bio {
+        // SAFETY: transparent wrapper; validity by the caller.
+        unsafe { &mut *bio.cast::<Bio>() }
+    }
+
+    fn as_raw(&self) -> *mut raw::bio {
+        self.0.get()
+    }
+
+    /// First sector of the bio.
+    pub(crate) fn sector(&self) -> Sector {
+        // SAFETY: the bio is valid (type invariant).
+        unsafe { raw::dmr_bio_sector(self.as_raw()) }
+    }
+
+    /// Set the first sector.
+    pub(crate) fn set_sector(&mut self, sector: Sector) {
+        // SAFETY: the bio is valid and owned by the target while mapping.
+        unsafe { raw::dmr_bio_set_sector(self.as_raw(), sector) }
+    }
+
+    /// Whether the bio writes (writes, discards, write-zeroes, flushes).
+    pub(crate) fn is_write(&self) -> bool {
+        // SAFETY: the bio is valid.
+        unsafe { raw::dmr_bio_is_write(self.as_raw()) }
+    }
+
+    /// Whether this is an empty flush (a cache flush with no data).
+    pub(crate) fn is_empty_flush(&self) -> bool {
+        // SAFETY: the bio is valid.
+        unsafe { raw::dmr_bio_is_empty_flush(self.as_raw()) }
+    }
+
+    /// Which of the target's `num_flush_bios` copies this is.
+    pub(crate) fn target_bio_nr(&self) -> u32 {
+        // SAFETY: the bio is valid and was cloned by device-mapper for this target.
+        unsafe { raw::dm_bio_get_target_bio_nr(self.as_raw()) }
+    }
+
+    /// Redirect the bio to `dev`.
+    pub(crate) fn set_dev(&mut self, dev: &DmDev) {
+        // SAFETY: the bio is valid and owned by the target; `dev.dev` is held by the target.
+        unsafe { raw::dmr_bio_set_dev(self.as_raw(), dev.dev) }
+    }
+}
+
+/// Called for each underlying device by [`Target::iterate_devices`].
+pub(crate) struct DeviceCallout {
+    ti: *mut raw::dm_target,
+    f: raw::iterate_devices_callout_fn,
+    data: *mut c_void,
+}
+
+impl DeviceCallout {
+    /// Report `len` sectors of `dev` starting at `start` as used by this target.
+    pub(crate) fn call(&mut self, dev: &DmDev, start: Sector, len: Sector) -> c_int {
+        match self.f {
+            // SAFETY: `f` and `data` come from device-mapper for this call; `dev.dev` is held by
+            // the target `ti`.
+            Some(f) => unsafe { f(self.ti, dev.dev, start, len, self.data) },
+            None => 0,
+        }
+    }
+}
+
+/// Queue limits of the mapped device, passed to [`Target::io_hints`].
+#[repr(transparent)]
+pub(crate) struct QueueLimits(Opaque<raw::queue_limits>);
+
+impl QueueLimits {
+    /// Raise the preferred minimum I/O size to at least `bytes`.
+    pub(crate) fn raise_io_min(&mut self, bytes: u32) {
+        // SAFETY: the limits are valid and exclusively ours for the duration of `io_hints`.
+        unsafe { raw::dmr_limits_raise_io_min(self.0.get(), bytes) }
+    }
+}
+
+/// A device-mapper target type implemented in safe Rust.
+pub(crate) trait Target: Sized + Send + Sync {
+    /// Construct a target from its table arguments.
+    fn new(ctx: &mut CtrContext, args: Args<'_>) -> core::result::Result<Self, CtrError>;
+
+    /// Map a bio: redirect it to an underlying device.
+    fn map(&self, ti: &TargetRef, bio: &mut Bio) -> MapResult;
+
+    /// A bio completed; `error` is its block-layer status (0 for success).
+    fn end_io(&self, _ti: &TargetRef, _bio: &mut Bio, _error: u8) {}
+
+    /// Write the status of the given type.
+    fn status(&self, ti: &TargetRef, ty: StatusType, out: &mut Emitter<'_>);
+
+    /// Handle a message; return `Ok(true)` when `out` holds an answer for userspace.
+    fn message(&self, ti: &TargetRef, args: Args<'_>, out: &mut Emitter<'_>) -> Result<bool>;
+
+    /// Report every underlying device range through `callout`; stop at the first non-zero.
+    fn iterate_devices(&self, ti: &TargetRef, callout: &mut DeviceCallout) -> c_int;
+
+    /// Adjust the queue limits of the mapped device.
+    fn io_hints(&self, _ti: &TargetRef, _limits: &mut QueueLimits) {}
+}
+
+/// # Safety
+///
+/// `ti` must be a constructed target of type `T` (its `private` set by `ctr_cb::<T>`).
+unsafe fn private<'a, T: Target>(ti: *mut raw::dm_target) -> &'a T {
+    // SAFETY: by the caller, `private` points to a live `T` boxed by `ctr_cb`, freed only in
+    // `dtr_cb` after device-mapper stopped calling the other callbacks.
+    unsafe { &*(*ti).private.cast::<T>() }
+}
+
+unsafe extern "C" fn ctr_cb<T: Target>(
+    ti: *mut raw::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+) -> c_int {
+    let mut ctx = CtrContext { ti };
+    // SAFETY: device-mapper passes `argc` valid strings that live during the constructor.
+    let args = unsafe { Args::new(argc, argv) };
+    let res = T::new(&mut ctx, args).and_then(|t| {
+        KBox::new(t, GFP_KERNEL).map_err(|_| CtrError { msg: c"Cannot allocate target context", err: ENOMEM })
+    });
+    match res {
+        Ok(b) => {
+            // SAFETY: `ti` is the target under construction; device-mapper keeps `private` for us.
+            unsafe { (*ti).private = KBox::into_raw(b).cast::<c_void>() };
+            0
+        }
+        Err(e) => {
+            // SAFETY: `ti->error` takes a static string; `e.msg` is `'static`.
+            unsafe { (*ti).error = e.msg.as_char_ptr().cast_mut() };
+            e.err.to_errno()
+        }
+    }
+}
+
+unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut raw::dm_target) {
+    // SAFETY: `private` was set by `ctr_cb::<T>` from `KBox::into_raw`; the destructor runs once,
+    // after all other callbacks have finished.
+    let b = unsafe { KBox::from_raw((*ti).private.cast::<T>()) };
+    drop(b);
+}
+
+unsafe extern "C" fn map_cb<T: Target>(ti: *mut raw::dm_target, bio: *mut raw::bio) -> c_int {
+    // SAFETY: `ti` is a constructed `T` target and `bio` a valid bio handed to it.
+    let (t, tref, bio) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Bio::from_raw(bio)) };
+    (match t.map(tref, bio) {
+        MapResult::Remapped => raw::DM_MAPIO_REMAPPED,
+    }) as c_int
+}
+
+unsafe extern "C" fn end_io_cb<T: Target>(
+    ti: *mut raw::dm_target,
+    bio: *mut raw::bio,
+    error: *mut raw::blk_status_t,
+) -> c_int {
+    // SAFETY: `ti` is a constructed `T` target, `bio` its completed bio, `error` a valid pointer.
+    let (t, tref, bio, err) =
+        unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Bio::from_raw(bio), *error) };
+    t.end_io(tref, bio, err);
+    raw::DM_ENDIO_DONE as c_int
+}
+
+unsafe extern "C" fn status_cb<T: Target>(
+    ti: *mut raw::dm_target,
+    ty: raw::status_type_t,
+    _flags: c_uint,
+    result: *mut c_char,
+    maxlen: c_uint,
+) {
+    let ty = match ty {
+        raw::status_type_t_STATUSTYPE_INFO => StatusType::Info,
+        raw::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
+        _ => StatusType::Ima,
+    };
+    // SAFETY: `ti` is a constructed `T` target; `result` is writable for `maxlen` bytes.
+    let (t, tref, mut out) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Emitter::new(result, maxlen)) };
+    t.status(tref, ty, &mut out);
+}
+
+unsafe extern "C" fn message_cb<T: Target>(
+    ti: *mut raw::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+    result: *mut c_char,
+    maxlen: c_uint,
+) -> c_int {
+    // SAFETY: `ti` is a constructed `T` target; `argv` holds `argc` valid strings and `result` is
+    // writable for `maxlen` bytes, both during this call.
+    let (t, tref, args, mut out) = unsafe {
+        (private::<T>(ti), TargetRef::from_raw(ti), Args::new(argc, argv), Emitter::new(result, maxlen))
+    };
+    match t.message(tref, args, &mut out) {
+        // 1 tells device-mapper that `result` holds data for userspace (DM_DATA_OUT); a cut
+        // answer makes it ask again with a larger buffer.
+        Ok(true) => 1,
+        Ok(false) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+unsafe extern "C" fn iterate_devices_cb<T: Target>(
+    ti: *mut raw::dm_target,
+    f: raw::iterate_devices_callout_fn,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: `ti` is a constructed `T` target.
+    let (t, tref) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti)) };
+    let mut callout = DeviceCallout { ti, f, data };
+    t.iterate_devices(tref, &mut callout)
+}
+
+unsafe extern "C" fn io_hints_cb<T: Target>(ti: *mut raw::dm_target, limits: *mut raw::queue_limits) {
+    // SAFETY: `ti` is a constructed `T` target; `limits` is valid and exclusively ours here.
+    let (t, tref, limits) =
+        unsafe { (private::<T>(ti), TargetRef::from_raw(ti), &mut *limits.cast::<QueueLimits>()) };
+    t.io_hints(tref, limits);
+}
+
+/// A registered target type; unregistered on drop.
+pub(crate) struct Registration<T: Target> {
+    tt: Pin<KBox<Opaque<raw::target_type>>>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the registration is only touched in module init and exit.
+unsafe impl<T: Target> Send for Registration<T> {}
+// SAFETY: no `&self` methods.
+unsafe impl<T: Target> Sync for Registration<T> {}
+
+impl<T: Target> Registration<T> {
+    /// Register target type `name` (version `version`) owned by `module`.
+    pub(crate) fn register(name: &'static CStr, version: [u32; 3], module: &'static ThisModule) -> Result<Self> {
+        let tt = KBox::pin(Opaque::<raw::target_type>::uninit(), GFP_KERNEL)?;
+        let p = tt.get();
+        // SAFETY: `p` points to memory we own; it is fully initialised (zeroed, then the fields we
+        // use) before device-mapper sees it, and stays pinned until unregistered in `drop`.
+        let ret = unsafe {
+            ptr::write_bytes(p, 0, 1);
+            (*p).name = name.as_char_ptr();
+            (*p).version = version;
+            (*p).module = module.as_ptr().cast();
+            (*p).features = u64::from(raw::DM_TARGET_NOWAIT);
+            (*p).ctr = Some(ctr_cb::<T>);
+            (*p).dtr = Some(dtr_cb::<T>);
+            (*p).map = Some(map_cb::<T>);
+            (*p).end_io = Some(end_io_cb::<T>);
+            (*p).status = Some(status_cb::<T>);
+            (*p).message = Some(message_cb::<T>);
+            (*p).iterate_devices = Some(iterate_devices_cb::<T>);
+            (*p).io_hints = Some(io_hints_cb::<T>);
+            raw::dm_register_target(p)
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(Registration { tt, _t: PhantomData })
+    }
+}
+
+impl<T: Target> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: the target type was registered in `register` and is unregistered exactly once;
+        // module unload is refused while any target of this type exists.
+        unsafe { raw::dm_unregister_target(self.tt.get()) };
+    }
+}

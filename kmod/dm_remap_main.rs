@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dm_remap: a device-mapper target that keeps failing disks in service by moving bad blocks of a
+//! main device onto a spare device.
+
+use kernel::prelude::*;
+
+mod dm;
+mod target;
+
+// Code shared with userspace, compiled from the same source files as the `dmremap-core` crate.
+// Its items are `pub` for userspace; here they are crate-private and not all of them are used.
+#[allow(unreachable_pub, dead_code)]
+#[path = "../core/src/table.rs"]
+mod table;
+
+module! {
+    type: DmRemapModule,
+    name: "dm_remap",
+    authors: ["dm-remap developers"],
+    description: "device-mapper target that remaps bad blocks onto a spare device",
+    license: "GPL",
+}
+
+struct DmRemapModule {
+    _target: dm::Registration<target::RemapTarget>,
+}
+
+impl kernel::Module for DmRemapModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let reg = dm::Registration::register(c"remap", target::VERSION, module)?;
+        pr_info!("target remap {}.{}.{} registered\n", target::VERSION[0], target::VERSION[1], target::VERSION[2]);
+        Ok(DmRemapModule { _target: reg })
+    }
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers for dm_remap: static inline functions and macros of the block layer that Rust cannot
+ * call directly. Each is a one-line wrapper; the logic lives in Rust.
+ */
+#ifndef DM_REMAP_HELPERS_H
+#define DM_REMAP_HELPERS_H
+
+#include <linux/types.h>
+
+struct bio;
+struct dm_dev;
+struct queue_limits;
+
+void dmr_bio_set_dev(struct bio *bio, struct dm_dev *dev);
+sector_t dmr_bio_sector(const struct bio *bio);
+void dmr_bio_set_sector(struct bio *bio, sector_t sector);
+unsigned int dmr_bio_sectors(const struct bio *bio);
+unsigned int dmr_bio_op(const struct bio *bio);
+bool dmr_bio_is_write(const struct bio *bio);
+bool dmr_bio_is_empty_flush(const struct bio *bio);
+unsigned long long dmr_dev_nr_sectors(const struct dm_dev *dev);
+unsigned int dmr_dev_logical_block_size(const struct dm_dev *dev);
+dev_t dmr_dev_devt(const struct dm_dev *dev);
+const char *dmr_dev_name(const struct dm_dev *dev);
+void dmr_limits_raise_io_min(struct queue_limits *limits, unsigned int bytes);
+
+#endif

@@ -1,0 +1,31 @@
+# Create a remap device (NVMe main, virtio spare) with stock dmsetup; table, status, messages.
+# timeout: 120
+. /scenarios/lib.sh
+load_module
+main_sz=$(sectors "$MAIN")
+len=$((main_sz - 2048))
+create r0 "0 $len remap $MAIN 2048 $SPARE"
+[ -b /dev/mapper/r0 ] || fail "/dev/mapper/r0 missing"
+assert_eq "device size" "$(sectors /dev/mapper/r0)" "$len"
+
+want="0 $len remap $(devno "$MAIN") 2048 $(devno "$SPARE")"
+assert_eq "table" "$(dmsetup table r0)" "$want"
+
+spare_blocks=$(( $(sectors "$SPARE") / 8 ))
+assert_eq "status" "$(dmsetup status r0)" "0 $len remap 0 0 0/$spare_blocks 0 0 0 active"
+
+assert_eq "ping" "$(dmsetup message r0 0 ping)" "pong"
+dmsetup message r0 0 help | grep -q 'ping' || fail "help does not list ping"
+expect_fail "unknown message" dmsetup message r0 0 frobnicate
+expect_fail "ping with an argument" dmsetup message r0 0 ping now
+
+# Options are reproduced in the table, canonically ordered.
+create r1 "0 8192 remap $MAIN 0 $SPARE2 2 read_retries:5 block_size:8192"
+assert_eq "table with options" "$(dmsetup table r1)" \
+	"0 8192 remap $(devno "$MAIN") 0 $(devno "$SPARE2") 2 block_size:8192 read_retries:5"
+assert_eq "status with 8 KiB blocks" "$(dmsetup status r1 | cut -d' ' -f6)" "0/$(( $(sectors "$SPARE2") / 16 ))"
+# The preferred minimum I/O size is the remap block size.
+assert_eq "io_min" "$(cat "$(dm_sysfs r1)/queue/minimum_io_size")" 8192
+check "remove r1" dmsetup remove r1
+check "remove r0" dmsetup remove r0
+info "create/table/status/messages ok"

@@ -1,0 +1,27 @@
+# The demo: a remap device over an NVMe main disk and a virtio spare, in use.
+# suite: demo
+# timeout: 600
+. /scenarios/lib.sh
+say() { echo; echo "==> $*"; }
+say "loading dm_remap"
+load_module
+dmsetup targets | grep remap
+say "creating /dev/mapper/demo: main $MAIN (NVMe), spare $SPARE (virtio)"
+create demo "0 $(( 512 * 2048 )) remap $MAIN 0 $SPARE 1 block_size:4096"
+dmsetup table demo
+echo "status (remapped pending spare_used/total read_err write_err meta_seq state):"
+dmsetup status demo
+printf 'message ping -> '; dmsetup message demo 0 ping
+say "fio: 4K random writes with crc32c verification"
+fio --name=demo --filename=/dev/mapper/demo --direct=1 --ioengine=libaio --iodepth=16 \
+	--rw=randwrite --bs=4k --size=32M --verify=crc32c --verify_fatal=1 --randseed=7 \
+	| grep -E 'IOPS|verify|err=' | head -5 || fail "fio failed"
+say "ext4 on the remap device"
+mkfs.ext4 -q -F /dev/mapper/demo && mkdir -p /mnt/demo && mount /dev/mapper/demo /mnt/demo || fail "mkfs/mount"
+dd if=/dev/urandom of=/mnt/demo/payload bs=1M count=16 status=none
+sha256sum /mnt/demo/payload
+umount /mnt/demo
+e2fsck -f -n /dev/mapper/demo >/dev/null && echo "e2fsck: clean" || fail "e2fsck"
+dmsetup status demo
+dmsetup remove demo
+say "demo finished"

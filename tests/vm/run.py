@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""Run scenario scripts in QEMU VMs and report `N passed, N failed`.
+
+Each scenario is tests/scenarios/<name>.sh. Header comments configure it:
+    # timeout: <seconds>      guest run time allowed (default 300)
+    # vm: <profile>           disk layout (see PROFILES; default "default")
+    # kernel-args: <args>     extra kernel command line (e.g. kmemleak=on)
+    # suite: <name>           "test" (default) or "demo"
+
+Scenarios with the same VM settings share one boot; /init prints markers around each one. A
+scenario fails if its script exits non-zero, if it overruns its timeout (the VM is killed and the
+remaining scenarios run in a new VM), or if the kernel logs an oops, BUG, WARNING, KASAN, lockdep
+or kmemleak report while it runs. Reports outside any scenario (boot, shutdown) fail the run.
+"""
+
+import argparse
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCEN_DIR = os.path.join(ROOT, "tests", "scenarios")
+
+MiB = 1 << 20
+# Disk layouts: (kind, id, size in MiB, extra device properties).
+PROFILES = {
+    "default": [
+        ("nvme", "nvme0", 1024, "serial=DMRMAIN0"),
+        ("virtio", "vspare0", 256, ""),
+        ("virtio", "vspare1", 256, ""),
+    ],
+}
+
+KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
+BAD_KERNEL = re.compile(
+    r"BUG:|WARNING:|Oops|KASAN|kernel BUG|general protection fault|Kernel panic|"
+    r"possible circular locking|possible recursive locking|inconsistent lock state|"
+    r"sleeping function called from invalid context|UBSAN|unreferenced object|"
+    r"rcu_sched self-detected stall|rcu: INFO|Call Trace:|refcount_t:|list_add corruption|"
+    r"list_del corruption|ODEBUG"
+)
+
+
+def parse_header(path):
+    cfg = {"timeout": 300, "vm": "default", "kernel-args": "", "suite": "test"}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                if line.strip():
+                    break
+                continue
+            m = re.match(r"#\s*([a-z-]+):\s*(.*)$", line.strip())
+            if m and m.group(1) in cfg:
+                cfg[m.group(1)] = m.group(2).strip()
+    cfg["timeout"] = int(cfg["timeout"])
+    if cfg["vm"] not in PROFILES:
+        raise SystemExit(f"{path}: unknown vm profile '{cfg['vm']}'")
+    return cfg
+
+
+def discover(suite, names):
+    all_scen = {}
+    for fn in sorted(os.listdir(SCEN_DIR)):
+        if fn.endswith(".sh") and fn != "lib.sh":
+            name = fn[:-3]
+            all_scen[name] = parse_header(os.path.join(SCEN_DIR, fn))
+    if names:
+        missing = [n for n in names if n not in all_scen]
+        if missing:
+            raise SystemExit(f"unknown scenario(s): {', '.join(missing)}; have: {', '.join(all_scen)}")
+        return [(n, all_scen[n]) for n in names]
+    return [(n, c) for n, c in all_scen.items() if c["suite"] == suite]
+
+
+class VM:
+    """One QEMU guest; its serial console is read line by line by a thread."""
+
+    def __init__(self, args, workdir, profile, kernel_args, scenarios, log):
+        self.log = log
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir = workdir
+        cmd = [
+            args.qemu, "-nodefaults", "-display", "none", "-no-reboot",
+            "-machine", "q35", "-cpu", "max",
+            "-accel", "tcg,thread=multi", "-smp", str(args.smp), "-m", str(args.mem),
+            "-kernel", args.kernel, "-initrd", args.initrd,
+            "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+            "-qmp", f"unix:{os.path.join(workdir, 'qmp.sock')},server=on,wait=off",
+            "-device", "virtio-rng-pci",
+        ]
+        for kind, dev_id, size, props in PROFILES[profile]:
+            img = os.path.join(workdir, f"{dev_id}.img")
+            with open(img, "wb") as f:
+                f.truncate(size * MiB)
+            cmd += [
+                "-blockdev", f"driver=file,filename={img},node-name={dev_id}-file",
+                "-blockdev", f"driver=raw,file={dev_id}-file,node-name={dev_id}-raw",
+            ]
+            if kind == "nvme":
+                cmd += ["-device", f"nvme,id={dev_id},drive={dev_id}-raw" + (f",{props}" if props else "")]
+            else:
+                cmd += ["-device", f"virtio-blk-pci,id={dev_id},drive={dev_id}-raw" + (f",{props}" if props else "")]
+        append = (
+            "console=ttyS0 panic=-1 loglevel=7 printk.time=1 "
+            f"dmr.scenarios={','.join(scenarios)} {kernel_args}"
+        ).strip()
+        cmd += ["-append", append]
+        self.cmd = cmd
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
+        )
+        self.lines = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        buf = b""
+        while True:
+            chunk = self.proc.stdout.read1(65536) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(4096)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode("utf-8", "replace").rstrip("\r")
+                self.log.write(text + "\n")
+                self.log.flush()
+                self.lines.put(text)
+        if buf:
+            text = buf.decode("utf-8", "replace")
+            self.log.write(text + "\n")
+            self.lines.put(text)
+        self.lines.put(None)
+
+    def next_line(self, deadline):
+        """Next console line, None at EOF, or "" when the deadline passed."""
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return ""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return ""
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def wait(self, timeout):
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo):
+    """Run scenarios [(name, cfg)] in as few boots as needed. Appends to results."""
+
+    def add(name, ok, why, secs):
+        results.append((name, ok, why, secs))
+        report(results[-1])
+
+    pending = list(scen)
+    boot = 0
+    while pending:
+        boot += 1
+        names = [n for n, _ in pending]
+        workdir = os.path.join(args.out, f"vm{group_idx}-{boot}")
+        log.write(f"==== boot {group_idx}.{boot}: {' '.join(names)}\n")
+        vm = VM(args, workdir, profile, kernel_args, names, log)
+        current = None          # scenario running now
+        cur_lines = []
+        cur_bad = []
+        outside_bad = []
+        started = time.monotonic()
+        deadline = started + args.boot_timeout
+        done = False
+        while True:
+            line = vm.next_line(deadline)
+            if line == "":
+                # Deadline passed.
+                if current is None:
+                    if not done:
+                        add(f"boot[{','.join(names)}]", False, f"no progress within {args.boot_timeout} s", 0.0)
+                    pending = []
+                else:
+                    name, cfg = pending[0]
+                    add(name, False, f"timed out after {cfg['timeout']} s", time.monotonic() - started)
+                    pending.pop(0)
+                vm.kill()
+                break
+            if line is None:
+                # QEMU exited.
+                if current is not None:
+                    name, _ = pending[0]
+                    add(name, False, "VM exited during the scenario (see guest log)", time.monotonic() - started)
+                    pending.pop(0)
+                elif not done:
+                    add(f"boot[{','.join(names)}]", False, "VM exited before finishing", 0.0)
+                    pending = []
+                break
+            if echo and not KERNEL_LINE.match(line) and not line.startswith("@@DMR"):
+                print(line, flush=True)
+            if KERNEL_LINE.match(line) and BAD_KERNEL.search(line):
+                (cur_bad if current else outside_bad).append(line)
+            if line.startswith("@@DMR-BEGIN "):
+                current = line.split()[1]
+                cur_lines, cur_bad = [], []
+                started = time.monotonic()
+                deadline = started + pending[0][1]["timeout"] * args.timeout_factor
+                continue
+            if line.startswith("@@DMR-END "):
+                parts = line.split()
+                name, rc = parts[1], int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else -1
+                elapsed = time.monotonic() - started
+                if rc != 0:
+                    fails = [l for l in cur_lines if l.startswith("FAIL")]
+                    add(name, False, fails[-1] if fails else f"exit status {rc}", elapsed)
+                elif cur_bad:
+                    add(name, False, f"kernel reported: {cur_bad[0].strip()}", elapsed)
+                else:
+                    add(name, True, "", elapsed)
+                pending.pop(0)
+                current = None
+                deadline = time.monotonic() + args.boot_timeout
+                continue
+            if line.startswith("@@DMR-DONE"):
+                done = True
+                deadline = time.monotonic() + 120
+                continue
+            if current:
+                cur_lines.append(line)
+        vm.wait(30)
+        if outside_bad:
+            add(f"kernel-log[boot {group_idx}.{boot}]", False, f"kernel reported outside scenarios: {outside_bad[0].strip()}", 0.0)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(r):
+    name, ok, why, secs = r
+    if ok:
+        print(f"PASS {name} ({secs:.1f} s)", flush=True)
+    else:
+        print(f"FAIL {name} ({secs:.1f} s): {why}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--out", required=True, help="directory for guest logs")
+    ap.add_argument("--scenario", action="append", default=[], help="run only these (repeatable, or comma-separated)")
+    ap.add_argument("--suite", default="test")
+    ap.add_argument("--echo", action="store_true", help="print the scenarios' own output")
+    ap.add_argument("--keep", action="store_true", help="keep disk images")
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--mem", type=int, default=2048)
+    ap.add_argument("--boot-timeout", type=int, default=180)
+    ap.add_argument("--timeout-factor", type=float, default=1.0)
+    args = ap.parse_args()
+    names = [n for s in args.scenario for n in s.split(",") if n]
+    scen = discover(args.suite, names)
+    if not scen:
+        raise SystemExit("no scenarios to run")
+    os.makedirs(args.out, exist_ok=True)
+    # Group consecutive scenarios by VM settings, keeping the order.
+    groups = []
+    for name, cfg in scen:
+        key = (cfg["vm"], cfg["kernel-args"])
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append((name, cfg))
+        else:
+            groups.append((key, [(name, cfg)]))
+    results = []
+    t0 = time.monotonic()
+    log_path = os.path.join(args.out, "guest.log")
+    with open(log_path, "w") as log:
+        for i, ((profile, kargs), group) in enumerate(groups):
+            run_group(args, i, profile, kargs, group, results, log, args.echo)
+    passed = sum(1 for r in results if r[1])
+    failed = len(results) - passed
+    print(f"guest log: {log_path} ({time.monotonic() - t0:.0f} s)")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
