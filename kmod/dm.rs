@@ -41,6 +41,44 @@ mod raw {
     include!("generated/dm_bindings.rs");
 }
 
+/// The userspace ABI structures and constants of `include/dm_remap.h`, generated from the header
+/// itself at build time.
+pub(crate) mod uapi {
+    pub(crate) use super::raw::{
+        dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
+        dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT, dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP,
+        dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP, dmr_version, DMR_ABI_VERSION,
+        DMR_BENCH_MAX_ENTRIES, DMR_BENCH_MAX_ITERATIONS, DMR_IOCTL_MAGIC,
+    };
+
+    // SAFETY: plain `repr(C)` structs of integers without padding: any bytes are a valid value.
+    unsafe impl kernel::transmute::FromBytes for dmr_bench {}
+    // SAFETY: as above, and every byte is initialised (no padding).
+    unsafe impl kernel::transmute::AsBytes for dmr_bench {}
+    // SAFETY: as for `dmr_bench`.
+    unsafe impl kernel::transmute::FromBytes for dmr_version {}
+    // SAFETY: as for `dmr_bench`.
+    unsafe impl kernel::transmute::AsBytes for dmr_version {}
+
+    // The layout documented in the header; a change here is an ABI break.
+    const _: () = assert!(core::mem::size_of::<dmr_version>() == 56);
+    const _: () = assert!(core::mem::size_of::<dmr_bench>() == 112);
+    const _: () = assert!(core::mem::offset_of!(dmr_bench, iterations) == 16);
+    const _: () = assert!(core::mem::offset_of!(dmr_bench, reserved) == 80);
+}
+
+/// Whether the calling task has CAP_SYS_ADMIN.
+pub(crate) fn capable_sys_admin() -> bool {
+    // SAFETY: `capable` only inspects the current task's credentials.
+    unsafe { kernel::bindings::capable(kernel::bindings::CAP_SYS_ADMIN as c_int) }
+}
+
+/// Let other tasks run during a long loop in process context.
+pub(crate) fn cond_resched() {
+    // SAFETY: called only from process context (ioctl and message handlers).
+    unsafe { raw::dmr_cond_resched() }
+}
+
 /// 512-byte sectors.
 pub(crate) type Sector = u64;
 
@@ -144,6 +182,21 @@ impl DmDev {
     }
 }
 
+impl DmDev {
+    /// Synchronous read or write of `buf` at `sector`. `buf` must come from the kernel heap
+    /// (`KVec`), be a multiple of the logical block size and aligned to it. Process context only.
+    pub(crate) fn rw(&self, sector: Sector, buf: &mut [u8], write: bool) -> Result {
+        let len = c_uint::try_from(buf.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `dev` is held by the target; `buf` is valid for `len` bytes for the duration of
+        // this synchronous call and is kmalloc'd memory (the caller's contract).
+        let ret = unsafe { raw::dmr_dev_rw(self.dev, sector, buf.as_mut_ptr().cast(), len, write) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for DmDev {
     fn drop(&mut self) {
         // SAFETY: `dev` was obtained by `dm_get_device` on `ti`, is put exactly once, and `ti` is
@@ -173,6 +226,12 @@ impl CtrContext {
         Ok(DmDev { ti: self.ti, dev })
     }
 
+    /// Start of the target in the mapped device, in sectors.
+    pub(crate) fn begin(&self) -> Sector {
+        // SAFETY: `ti` is valid during construction.
+        unsafe { (*self.ti).begin }
+    }
+
     /// Length of the target in sectors.
     pub(crate) fn len(&self) -> Sector {
         // SAFETY: `ti` is valid during construction.
@@ -183,6 +242,12 @@ impl CtrContext {
     pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
         // SAFETY: `ti` is valid and not yet visible to I/O during construction.
         unsafe { (*self.ti).num_flush_bios = n };
+    }
+
+    /// Reserve per-bio data for the target (see [`Bio::tag`]).
+    pub(crate) fn reserve_bio_tag(&mut self) {
+        // SAFETY: `ti` is valid and not yet visible to I/O during construction.
+        unsafe { (*self.ti).per_io_data_size = size_of::<u64>() as c_uint };
     }
 
     /// How many bios `map` receives per discard and per write-zeroes request.
@@ -289,6 +354,8 @@ impl TargetRef {
 pub(crate) enum MapResult {
     /// The bio was redirected; device-mapper submits it.
     Remapped,
+    /// The target took the bio (deferred it) and will submit or end it later.
+    Submitted,
 }
 
 /// A bio passed to a target.
@@ -320,6 +387,32 @@ impl Bio {
         unsafe { raw::dmr_bio_set_sector(self.as_raw(), sector) }
     }
 
+    /// Size of the bio in sectors.
+    pub(crate) fn sectors(&self) -> u32 {
+        // SAFETY: the bio is valid.
+        unsafe { raw::dmr_bio_sectors(self.as_raw()) }
+    }
+
+    /// Keep only the first `sectors` sectors of this bio; device-mapper maps the rest as a new
+    /// bio. Only from `map`, with `0 < sectors <= self.sectors()`.
+    pub(crate) fn accept_partial(&mut self, sectors: u32) {
+        if sectors == 0 || sectors >= self.sectors() {
+            return;
+        }
+        // SAFETY: the bio is being mapped by its target (not a duplicated flush/discard bio:
+        // those have no data to split and callers only split bios with sectors), and
+        // `sectors` is within the bio.
+        unsafe { raw::dm_accept_partial_bio(self.as_raw(), sectors) }
+    }
+
+    /// The target's per-bio word (reserved with [`CtrContext::reserve_bio_tag`]).
+    pub(crate) fn tag(&mut self) -> &mut u64 {
+        // SAFETY: the target reserved `size_of::<u64>()` bytes of per-bio data in its
+        // constructor; the area is suitably aligned, lives as long as the bio and is only
+        // touched by the target's callbacks for this bio, which do not run concurrently.
+        unsafe { &mut *raw::dm_per_bio_data(self.as_raw(), size_of::<u64>()).cast::<u64>() }
+    }
+
     /// Whether the bio writes (writes, discards, write-zeroes, flushes).
     pub(crate) fn is_write(&self) -> bool {
         // SAFETY: the bio is valid.
@@ -342,6 +435,119 @@ impl Bio {
     pub(crate) fn set_dev(&mut self, dev: &DmDev) {
         // SAFETY: the bio is valid and owned by the target; `dev.dev` is held by the target.
         unsafe { raw::dmr_bio_set_dev(self.as_raw(), dev.dev) }
+    }
+}
+
+/// A list of bios the target holds (deferred from `map`). It must be emptied (bios resubmitted
+/// with [`BioList::pop`] + [`HeldBio::submit`]) before it is dropped.
+pub(crate) struct BioList(raw::bio_list);
+
+// SAFETY: the list only links bios the target owns; it is used under a lock.
+unsafe impl Send for BioList {}
+
+impl BioList {
+    /// An empty list.
+    pub(crate) fn new() -> Self {
+        BioList(raw::bio_list { head: ptr::null_mut(), tail: ptr::null_mut() })
+    }
+
+    /// Hold `bio`; `map` must then return [`MapResult::Submitted`].
+    pub(crate) fn push(&mut self, bio: &mut Bio) {
+        // SAFETY: the list is valid and the bio is owned by the target from here on.
+        unsafe { raw::dmr_bio_list_add(&mut self.0, bio.as_raw()) }
+    }
+
+    /// Take the oldest held bio.
+    pub(crate) fn pop(&mut self) -> Option<HeldBio> {
+        // SAFETY: the list is valid.
+        let b = unsafe { raw::dmr_bio_list_pop(&mut self.0) };
+        if b.is_null() {
+            None
+        } else {
+            Some(HeldBio(b))
+        }
+    }
+}
+
+/// A bio the target held back; it is submitted with [`HeldBio::submit`].
+pub(crate) struct HeldBio(*mut raw::bio);
+
+impl HeldBio {
+    /// The bio, to redirect it.
+    pub(crate) fn bio(&mut self) -> &mut Bio {
+        // SAFETY: the target owns the held bio until it submits it.
+        unsafe { Bio::from_raw(self.0) }
+    }
+
+    /// Submit the (redirected) bio to its device.
+    pub(crate) fn submit(self) {
+        // SAFETY: the bio was taken by the target in `map` (DM_MAPIO_SUBMITTED) and is submitted
+        // exactly once, after the caller redirected it.
+        unsafe { raw::dmr_submit_bio_remap(self.0) }
+    }
+}
+
+/// An integer map from block number to value, with lock-free (RCU) lookups for the I/O path and
+/// locked, possibly allocating updates for process context. Values are below 2^62.
+pub(crate) struct RcuIndex {
+    xa: Pin<KBox<Opaque<raw::xarray>>>,
+}
+
+// SAFETY: the xarray synchronises its own updates (internal spinlock) and lookups (RCU).
+unsafe impl Send for RcuIndex {}
+// SAFETY: as above; all methods take `&self`.
+unsafe impl Sync for RcuIndex {}
+
+impl RcuIndex {
+    /// An empty index.
+    pub(crate) fn new() -> Result<Self> {
+        let xa = KBox::pin(Opaque::<raw::xarray>::uninit(), GFP_KERNEL)?;
+        // SAFETY: the memory is ours and pinned; `xa_init` initialises it before any use.
+        unsafe { raw::dmr_xa_init(xa.get()) };
+        Ok(RcuIndex { xa })
+    }
+
+    /// Value stored for `index`. Any context.
+    pub(crate) fn get(&self, index: u64) -> Option<u64> {
+        let mut v: c_ulong = 0;
+        // SAFETY: the xarray is initialised; `xa_load` takes the RCU read lock itself.
+        unsafe { raw::dmr_xa_load(self.xa.get(), index as c_ulong, &mut v) }.then_some(v as u64)
+    }
+
+    /// First entry with index in `first..=last`. Any context.
+    pub(crate) fn first_in(&self, first: u64, last: u64) -> Option<(u64, u64)> {
+        let mut i = first as c_ulong;
+        let mut v: c_ulong = 0;
+        // SAFETY: the xarray is initialised; `xa_find` takes the RCU read lock itself.
+        unsafe { raw::dmr_xa_find(self.xa.get(), &mut i, last as c_ulong, &mut v) }
+            .then_some((i as u64, v as u64))
+    }
+
+    /// Store `value` at `index`. Process context (may allocate and sleep).
+    pub(crate) fn store(&self, index: u64, value: u64) -> Result {
+        if value >= 1 << 62 {
+            return Err(EINVAL);
+        }
+        // SAFETY: the xarray is initialised; updates are serialised by its own lock.
+        let ret = unsafe { raw::dmr_xa_store(self.xa.get(), index as c_ulong, value as c_ulong) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Remove the entry at `index`, returning its value. Process context.
+    pub(crate) fn remove(&self, index: u64) -> Option<u64> {
+        let mut v: c_ulong = 0;
+        // SAFETY: the xarray is initialised; updates are serialised by its own lock.
+        unsafe { raw::dmr_xa_erase(self.xa.get(), index as c_ulong, &mut v) }.then_some(v as u64)
+    }
+}
+
+impl Drop for RcuIndex {
+    fn drop(&mut self) {
+        // SAFETY: no other users remain (we are being dropped); value entries need no freeing.
+        unsafe { raw::dmr_xa_destroy(self.xa.get()) };
     }
 }
 
@@ -446,6 +652,7 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut raw::dm_target, bio: *mut raw::b
     let (t, tref, bio) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Bio::from_raw(bio)) };
     (match t.map(tref, bio) {
         MapResult::Remapped => raw::DM_MAPIO_REMAPPED,
+        MapResult::Submitted => raw::DM_MAPIO_SUBMITTED,
     }) as c_int
 }
 

@@ -8,3 +8,4 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include "helpers.h"
+#include "../include/dm_remap.h"

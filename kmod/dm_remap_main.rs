@@ -3,13 +3,21 @@
 //! dm_remap: a device-mapper target that keeps failing disks in service by moving bad blocks of a
 //! main device onto a spare device.
 
+use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 
+mod control;
 mod dm;
 mod target;
 
 // Code shared with userspace, compiled from the same source files as the `dmremap-core` crate.
 // Its items are `pub` for userspace; here they are crate-private and not all of them are used.
+#[allow(unreachable_pub, dead_code)]
+#[path = "../core/src/alloc.rs"]
+mod alloc;
+#[allow(unreachable_pub, dead_code)]
+#[path = "../core/src/remap.rs"]
+mod remap;
 #[allow(unreachable_pub, dead_code)]
 #[path = "../core/src/table.rs"]
 mod table;
@@ -22,14 +30,22 @@ module! {
     license: "GPL",
 }
 
+#[pin_data]
 struct DmRemapModule {
     _target: dm::Registration<target::RemapTarget>,
+    #[pin]
+    _control: MiscDeviceRegistration<control::Control>,
 }
 
-impl kernel::Module for DmRemapModule {
-    fn init(module: &'static ThisModule) -> Result<Self> {
-        let reg = dm::Registration::register(c"remap", target::VERSION, module)?;
-        pr_info!("target remap {}.{}.{} registered\n", target::VERSION[0], target::VERSION[1], target::VERSION[2]);
-        Ok(DmRemapModule { _target: reg })
+impl kernel::InPlaceModule for DmRemapModule {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            _target: {
+                let reg = dm::Registration::register(c"remap", target::VERSION, module)?;
+                pr_info!("target remap {}.{}.{} registered\n", target::VERSION[0], target::VERSION[1], target::VERSION[2]);
+                reg
+            },
+            _control <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"dm-remap" }),
+        })
     }
 }

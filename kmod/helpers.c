@@ -6,6 +6,8 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/sched.h>
+#include <linux/xarray.h>
 #include "helpers.h"
 
 void dmr_bio_set_dev(struct bio *bio, struct dm_dev *dev)
@@ -67,4 +69,91 @@ void dmr_limits_raise_io_min(struct queue_limits *limits, unsigned int bytes)
 {
 	if (limits->io_min < bytes)
 		limits->io_min = bytes;
+}
+
+void dmr_submit_bio_remap(struct bio *bio)
+{
+	dm_submit_bio_remap(bio, NULL);
+}
+
+/* Synchronous I/O of a kmalloc'd buffer; process context only. */
+int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, bool write)
+{
+	return bdev_rw_virt(dev->bdev, sector, buf, len,
+			    write ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ);
+}
+
+int dmr_dev_flush(struct dm_dev *dev)
+{
+	return blkdev_issue_flush(dev->bdev);
+}
+
+void dmr_cond_resched(void)
+{
+	cond_resched();
+}
+
+void dmr_bio_list_init(struct bio_list *bl)
+{
+	bio_list_init(bl);
+}
+
+void dmr_bio_list_add(struct bio_list *bl, struct bio *bio)
+{
+	bio_list_add(bl, bio);
+}
+
+struct bio *dmr_bio_list_pop(struct bio_list *bl)
+{
+	return bio_list_pop(bl);
+}
+
+/*
+ * The remap index: an xarray of value entries (no allocation per entry beyond the tree nodes).
+ * Loads and finds are lock-free (RCU inside xa_load/xa_find); stores and erases take the xarray's
+ * own spinlock and may allocate nodes, so they run in process context only.
+ */
+void dmr_xa_init(struct xarray *xa)
+{
+	xa_init(xa);
+}
+
+void dmr_xa_destroy(struct xarray *xa)
+{
+	xa_destroy(xa);
+}
+
+int dmr_xa_store(struct xarray *xa, unsigned long index, unsigned long value)
+{
+	return xa_err(xa_store(xa, index, xa_mk_value(value), GFP_KERNEL));
+}
+
+bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value)
+{
+	void *entry = xa_load(xa, index);
+
+	if (!xa_is_value(entry))
+		return false;
+	*value = xa_to_value(entry);
+	return true;
+}
+
+bool dmr_xa_find(struct xarray *xa, unsigned long *index, unsigned long max, unsigned long *value)
+{
+	void *entry = xa_find(xa, index, max, XA_PRESENT);
+
+	if (!xa_is_value(entry))
+		return false;
+	*value = xa_to_value(entry);
+	return true;
+}
+
+bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value)
+{
+	void *entry = xa_erase(xa, index);
+
+	if (!xa_is_value(entry))
+		return false;
+	*value = xa_to_value(entry);
+	return true;
 }

@@ -9,8 +9,11 @@
 #include <linux/types.h>
 
 struct bio;
+struct bio_list;
 struct dm_dev;
+struct dm_target;
 struct queue_limits;
+struct xarray;
 
 void dmr_bio_set_dev(struct bio *bio, struct dm_dev *dev);
 sector_t dmr_bio_sector(const struct bio *bio);
@@ -24,5 +27,20 @@ unsigned int dmr_dev_logical_block_size(const struct dm_dev *dev);
 dev_t dmr_dev_devt(const struct dm_dev *dev);
 const char *dmr_dev_name(const struct dm_dev *dev);
 void dmr_limits_raise_io_min(struct queue_limits *limits, unsigned int bytes);
+void dmr_submit_bio_remap(struct bio *bio);
+int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, bool write);
+int dmr_dev_flush(struct dm_dev *dev);
+void dmr_cond_resched(void);
+
+void dmr_bio_list_init(struct bio_list *bl);
+void dmr_bio_list_add(struct bio_list *bl, struct bio *bio);
+struct bio *dmr_bio_list_pop(struct bio_list *bl);
+
+void dmr_xa_init(struct xarray *xa);
+void dmr_xa_destroy(struct xarray *xa);
+int dmr_xa_store(struct xarray *xa, unsigned long index, unsigned long value);
+bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value);
+bool dmr_xa_find(struct xarray *xa, unsigned long *index, unsigned long max, unsigned long *value);
+bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value);
 
 #endif

@@ -38,3 +38,17 @@ sha_range() { dd if="$1" bs=512 skip="$2" count="$3" iflag=direct status=none | 
 random_file() { dd if=/dev/urandom of="$1" bs=512 count="$2" status=none; }
 # create NAME TABLE: create a device-mapper device from a table line.
 create() { check "dmsetup create $1" dmsetup create "$1" --table "$2"; }
+# read_at DEV BYTE_OFFSET BYTES: one direct read of BYTES at BYTE_OFFSET, checksummed.
+read_at() { dd if="$1" bs="$3" count=1 skip="$2" iflag=direct,skip_bytes status=none | sha256sum | cut -d' ' -f1; }
+# file_at FILE BYTE_OFFSET BYTES: checksum of a range of a file.
+file_at() { dd if="$1" bs="$3" count=1 skip="$2" iflag=skip_bytes status=none | sha256sum | cut -d' ' -f1; }
+# write_at DEV MODEL BYTE_OFFSET BYTES: one direct write of random data, mirrored into MODEL.
+write_at() {
+	dd if=/dev/urandom of=/tmp/chunk bs="$4" count=1 status=none
+	dd if=/tmp/chunk of="$1" bs="$4" count=1 seek="$3" oflag=direct,seek_bytes conv=notrunc status=none || return 1
+	dd if=/tmp/chunk of="$2" bs="$4" count=1 seek="$3" oflag=seek_bytes conv=notrunc status=none
+}
+# msg DEV WORDS...: dmsetup message to sector 0 of DEV.
+msg() { d=$1; shift; dmsetup message "$d" 0 "$@"; }
+# field DEV N: field N of the status INFO (after "start len remap").
+field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 3)}'; }

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The control device `/dev/dm-remap`: ioctls of `include/dm_remap.h`.
+
+use kernel::fs::File;
+use kernel::ioctl::{_IOC_NR, _IOC_SIZE, _IOC_TYPE, _IOWR};
+use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
+use kernel::prelude::*;
+use kernel::time::{Instant, Monotonic};
+use kernel::uaccess::UserSlice;
+
+use crate::alloc::{words_for, SlotAllocator};
+use crate::dm::{capable_sys_admin, cond_resched, uapi, RcuIndex};
+use crate::remap::Entry;
+use crate::target::VERSION;
+
+const IOC_VERSION: u32 = _IOWR::<uapi::dmr_version>(uapi::DMR_IOCTL_MAGIC, 0x00);
+const IOC_BENCH: u32 = _IOWR::<uapi::dmr_bench>(uapi::DMR_IOCTL_MAGIC, 0x01);
+
+/// Most timed samples a benchmark keeps (memory bound: 8 MiB).
+const MAX_SAMPLES: u64 = 1 << 20;
+
+/// Per-open state of the control device (none yet).
+pub(crate) struct Control;
+
+#[vtable]
+impl MiscDevice for Control {
+    type Ptr = KBox<Self>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        Ok(KBox::new(Control, GFP_KERNEL)?)
+    }
+
+    fn ioctl(_me: &Control, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        if _IOC_TYPE(cmd) != uapi::DMR_IOCTL_MAGIC {
+            return Err(ENOTTY);
+        }
+        if !capable_sys_admin() {
+            return Err(EPERM);
+        }
+        let ptr = kernel::uaccess::UserPtr::from_addr(arg);
+        match cmd {
+            IOC_VERSION => {
+                let (mut r, mut w) = UserSlice::new(ptr, _IOC_SIZE(cmd)).reader_writer();
+                let v: uapi::dmr_version = r.read()?;
+                if v.size as usize != core::mem::size_of::<uapi::dmr_version>() || v.flags != 0 || v.reserved != [0; 4] {
+                    return Err(EINVAL);
+                }
+                let out = uapi::dmr_version {
+                    size: v.size,
+                    abi_version: uapi::DMR_ABI_VERSION,
+                    target_version: VERSION,
+                    flags: 0,
+                    reserved: [0; 4],
+                };
+                w.write(&out)?;
+                Ok(0)
+            }
+            IOC_BENCH => {
+                let (mut r, mut w) = UserSlice::new(ptr, _IOC_SIZE(cmd)).reader_writer();
+                let b: uapi::dmr_bench = r.read()?;
+                let out = bench(&b)?;
+                w.write(&out)?;
+                Ok(0)
+            }
+            _ => {
+                let _ = _IOC_NR(cmd);
+                Err(ENOTTY)
+            }
+        }
+    }
+}
+
+/// xorshift64: cheap pseudo-random block numbers for the benchmark.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
+    if b.size as usize != core::mem::size_of::<uapi::dmr_bench>() || b.flags != 0 || b.reserved != [0; 4] {
+        return Err(EINVAL);
+    }
+    let batch = if b.batch == 0 { 16 } else { u64::from(b.batch) };
+    if batch > 1024
+        || b.iterations == 0
+        || b.iterations > u64::from(uapi::DMR_BENCH_MAX_ITERATIONS)
+        || b.entries > u64::from(uapi::DMR_BENCH_MAX_ENTRIES)
+        || b.iterations.div_ceil(batch) > MAX_SAMPLES
+    {
+        return Err(EINVAL);
+    }
+    let nsamples = b.iterations.div_ceil(batch) as usize;
+    let mut samples = KVec::with_capacity(nsamples, GFP_KERNEL)?;
+    let entries = b.entries;
+    // Blocks live in a space 4x the entry count, so lookups hit about a quarter of the time.
+    let space = (entries * 4).max(1024);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+
+    let t0 = Instant::<Monotonic>::now();
+    match b.op {
+        uapi::BENCH_NOOP => {
+            let mut x = 0u64;
+            time_batches(&mut samples, nsamples, batch, || x = core::hint::black_box(x + 1))?;
+        }
+        uapi::BENCH_ALLOC => {
+            let nslots = entries + 1024;
+            let mut bits = KVec::new();
+            bits.extend_with(words_for(nslots), 0u64, GFP_KERNEL)?;
+            let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
+            for s in 0..entries {
+                a.mark_allocated(s).map_err(|_| EINVAL)?;
+                if s % 4096 == 0 {
+                    cond_resched();
+                }
+            }
+            time_batches(&mut samples, nsamples, batch, || {
+                if let Some(s) = a.alloc() {
+                    let _ = a.free_slot(core::hint::black_box(s));
+                }
+            })?;
+        }
+        uapi::BENCH_LOOKUP | uapi::BENCH_INSERT => {
+            let idx = RcuIndex::new()?;
+            let mut fill = Rng(7);
+            for i in 0..entries {
+                idx.store(fill.next() % space, Entry::Remapped { slot: i }.encode())?;
+                if i % 4096 == 0 {
+                    cond_resched();
+                }
+            }
+            if b.op == uapi::BENCH_LOOKUP {
+                time_batches(&mut samples, nsamples, batch, || {
+                    let blk = rng.next() % space;
+                    core::hint::black_box(idx.first_in(blk, blk));
+                })?;
+            } else {
+                let mut err = Ok(());
+                time_batches(&mut samples, nsamples, batch, || {
+                    // New blocks above the filled space: a real insert each time.
+                    let blk = space + (rng.next() % space);
+                    if let Err(e) = idx.store(blk, 1) {
+                        err = Err(e);
+                    }
+                    idx.remove(blk);
+                })?;
+                err?;
+            }
+        }
+        _ => return Err(EINVAL),
+    }
+    let total = t0.elapsed().as_nanos().max(0) as u64;
+    samples.sort_unstable();
+    let pct = |p: usize| samples.get((samples.len().saturating_sub(1)) * p / 100).copied().unwrap_or(0);
+    Ok(uapi::dmr_bench {
+        size: b.size,
+        op: b.op,
+        flags: 0,
+        batch: batch as u32,
+        iterations: b.iterations,
+        entries: b.entries,
+        ns_min: samples.first().copied().unwrap_or(0),
+        ns_p50: pct(50),
+        ns_p99: pct(99),
+        ns_max: samples.last().copied().unwrap_or(0),
+        ns_total: total,
+        samples: samples.len() as u64,
+        reserved: [0; 4],
+    })
+}
+
+/// Run `op` in `nsamples` batches of `batch`, pushing each batch's mean time per operation (ns).
+fn time_batches(samples: &mut KVec<u64>, nsamples: usize, batch: u64, mut op: impl FnMut()) -> Result {
+    for i in 0..nsamples {
+        let t = Instant::<Monotonic>::now();
+        for _ in 0..batch {
+            op();
+        }
+        let ns = t.elapsed().as_nanos().max(0) as u64;
+        samples.push(ns / batch, GFP_KERNEL)?;
+        if i % 1024 == 1023 {
+            cond_resched();
+        }
+    }
+    Ok(())
+}
