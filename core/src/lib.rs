@@ -8,5 +8,6 @@
 
 pub mod alloc;
 pub mod crc32c;
+pub mod nvme;
 pub mod remap;
 pub mod table;

@@ -16,6 +16,20 @@ say "fio: 4K random writes with crc32c verification"
 fio --name=demo --filename=/dev/mapper/demo --direct=1 --ioengine=libaio --iodepth=16 \
 	--rw=randwrite --bs=4k --size=32M --verify=crc32c --verify_fatal=1 --randseed=7 \
 	| grep -E 'IOPS|verify|err=' | head -5 || fail "fio failed"
+say "moving blocks to the spare while the data stays put"
+dmsetup message demo 0 remap 8 4
+dmsetup message demo 0 remap 100000
+echo "remapped blocks (sector block slot state):"
+dmsetup message demo 0 list
+dmsetup status demo
+fio --name=demo --filename=/dev/mapper/demo --direct=1 --ioengine=libaio --iodepth=16 \
+	--rw=randwrite --bs=4k --size=32M --verify=crc32c --verify_only=1 --randseed=7 \
+	| grep -E 'err=' | head -1 || fail "data changed after remap"
+echo "fio re-verified the data written before the remaps: intact"
+dmsetup message demo 0 unremap 100000
+dmsetup message demo 0 stats | tr '\n' ' '; echo
+say "in-kernel microbenchmarks (ns per operation, this VM is emulated: expect ~10x native)"
+dmremap bench kernel --iterations 50000 --entries 0,100000 --ops alloc,lookup
 say "ext4 on the remap device"
 mkfs.ext4 -q -F /dev/mapper/demo && mkdir -p /mnt/demo && mount /dev/mapper/demo /mnt/demo || fail "mkfs/mount"
 dd if=/dev/urandom of=/mnt/demo/payload bs=1M count=16 status=none

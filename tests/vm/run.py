@@ -36,6 +36,7 @@ PROFILES = {
     ],
 }
 
+TIMEOUT = object()
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
 BAD_KERNEL = re.compile(
     r"BUG:|WARNING:|Oops|KASAN|kernel BUG|general protection fault|Kernel panic|"
@@ -138,14 +139,14 @@ class VM:
         self.lines.put(None)
 
     def next_line(self, deadline):
-        """Next console line, None at EOF, or "" when the deadline passed."""
+        """Next console line, None at EOF, or TIMEOUT when the deadline passed."""
         timeout = deadline - time.monotonic()
         if timeout <= 0:
-            return ""
+            return TIMEOUT
         try:
             return self.lines.get(timeout=timeout)
         except queue.Empty:
-            return ""
+            return TIMEOUT
 
     def kill(self):
         if self.proc.poll() is None:
@@ -183,7 +184,7 @@ def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo):
         done = False
         while True:
             line = vm.next_line(deadline)
-            if line == "":
+            if line is TIMEOUT:
                 # Deadline passed.
                 if current is None:
                     if not done:

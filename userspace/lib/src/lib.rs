@@ -1,1 +1,5 @@
 //! Userspace access layer shared by the `dmremap` CLI and the `dmremapd` daemon.
+
+pub mod control;
+pub mod nvme;
+pub mod tune;
