@@ -55,7 +55,9 @@ fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// thread's allowed set when that file cannot be read).
 pub fn online_cpus() -> io::Result<Vec<usize>> {
     match fs::read_to_string("/sys/devices/system/cpu/online") {
-        Ok(s) => parse_cpu_list(s.trim()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Ok(s) => {
+            parse_cpu_list(s.trim()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
         Err(_) => get_affinity(0),
     }
 }
@@ -72,8 +74,12 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
             Some((a, b)) => (a, b),
             None => (part, part),
         };
-        let lo: usize = lo.parse().map_err(|_| format!("bad CPU number `{lo}` in `{s}`"))?;
-        let hi: usize = hi.parse().map_err(|_| format!("bad CPU number `{hi}` in `{s}`"))?;
+        let lo: usize = lo
+            .parse()
+            .map_err(|_| format!("bad CPU number `{lo}` in `{s}`"))?;
+        let hi: usize = hi
+            .parse()
+            .map_err(|_| format!("bad CPU number `{hi}` in `{s}`"))?;
         if hi < lo {
             return Err(format!("bad CPU range `{part}` in `{s}`"));
         }
@@ -118,7 +124,10 @@ pub fn set_affinity(tid: i32, cpus: &[usize]) -> io::Result<()> {
     let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
     for &c in cpus {
         if c >= max {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("CPU {c} out of range")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("CPU {c} out of range"),
+            ));
         }
         // SAFETY: c < CPU_SETSIZE, checked above.
         unsafe { libc::CPU_SET(c, &mut set) };
@@ -136,7 +145,9 @@ pub fn get_affinity(tid: i32) -> io::Result<Vec<usize>> {
     cvt(unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
     let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: i < CPU_SETSIZE.
-    Ok((0..max).filter(|&i| unsafe { libc::CPU_ISSET(i, &set) }).collect())
+    Ok((0..max)
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +157,10 @@ pub fn get_affinity(tid: i32) -> io::Result<Vec<usize>> {
 /// current value needs `CAP_SYS_NICE` (or a matching `RLIMIT_NICE`).
 pub fn set_nice(tid: i32, nice: i32) -> io::Result<()> {
     if !(-20..=19).contains(&nice) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("nice {nice} not in -20..=19")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("nice {nice} not in -20..=19"),
+        ));
     }
     // SAFETY: plain syscall wrapper.
     cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) })?;
@@ -194,14 +208,23 @@ pub struct Ioprio {
 }
 
 impl Ioprio {
-    pub const IDLE: Ioprio = Ioprio { class: IoprioClass::Idle, level: 0 };
+    pub const IDLE: Ioprio = Ioprio {
+        class: IoprioClass::Idle,
+        level: 0,
+    };
 
     pub fn best_effort(level: u8) -> Ioprio {
-        Ioprio { class: IoprioClass::BestEffort, level }
+        Ioprio {
+            class: IoprioClass::BestEffort,
+            level,
+        }
     }
 
     pub fn real_time(level: u8) -> Ioprio {
-        Ioprio { class: IoprioClass::RealTime, level }
+        Ioprio {
+            class: IoprioClass::RealTime,
+            level,
+        }
     }
 
     /// The raw value passed to `ioprio_set`.
@@ -223,7 +246,10 @@ impl Ioprio {
             3 => IoprioClass::Idle,
             _ => IoprioClass::None,
         };
-        Ioprio { class, level: (raw & IOPRIO_PRIO_MASK & 0xff) as u8 }
+        Ioprio {
+            class,
+            level: (raw & IOPRIO_PRIO_MASK & 0xff) as u8,
+        }
     }
 }
 
@@ -249,7 +275,9 @@ impl FromStr for Ioprio {
         };
         let level = match level {
             Some(l) => {
-                let v: u8 = l.parse().map_err(|_| format!("bad level `{l}` (expected 0..=7)"))?;
+                let v: u8 = l
+                    .parse()
+                    .map_err(|_| format!("bad level `{l}` (expected 0..=7)"))?;
                 if v > 7 {
                     return Err(format!("level {v} not in 0..=7"));
                 }
@@ -258,12 +286,17 @@ impl FromStr for Ioprio {
             None => None,
         };
         match (class, level) {
-            ("none", None) => Ok(Ioprio { class: IoprioClass::None, level: 0 }),
+            ("none", None) => Ok(Ioprio {
+                class: IoprioClass::None,
+                level: 0,
+            }),
             ("idle", None) => Ok(Ioprio::IDLE),
             ("be", l) => Ok(Ioprio::best_effort(l.unwrap_or(4))),
             ("rt", l) => Ok(Ioprio::real_time(l.unwrap_or(4))),
             ("none" | "idle", Some(_)) => Err(format!("`{class}` takes no level")),
-            _ => Err(format!("unknown I/O class `{class}` (expected none, idle, be[:N], rt[:N])")),
+            _ => Err(format!(
+                "unknown I/O class `{class}` (expected none, idle, be[:N], rt[:N])"
+            )),
         }
     }
 }
@@ -271,10 +304,15 @@ impl FromStr for Ioprio {
 /// Sets the I/O priority of thread `tid` (0 = calling thread).
 pub fn set_ioprio(tid: i32, prio: Ioprio) -> io::Result<()> {
     if prio.level > 7 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "ioprio level not in 0..=7"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ioprio level not in 0..=7",
+        ));
     }
     // SAFETY: ioprio_set(which, who, ioprio) takes three integers.
-    cvt_long(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, prio.to_raw()) })?;
+    cvt_long(unsafe {
+        libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, prio.to_raw())
+    })?;
     Ok(())
 }
 
@@ -414,7 +452,10 @@ pub enum StepStatus {
     /// The kernel accepted the setting.
     Applied,
     /// Refused for lack of privilege; `fallback` says what is in effect instead, if anything was set.
-    Denied { needs: String, fallback: Option<String> },
+    Denied {
+        needs: String,
+        fallback: Option<String>,
+    },
     /// Refused for another reason (bad CPU number, ...).
     Failed { error: String },
 }
@@ -445,7 +486,9 @@ impl TuneReport {
 
     /// The steps that were refused for lack of privilege.
     pub fn denied(&self) -> impl Iterator<Item = &TuneStep> {
-        self.steps.iter().filter(|s| matches!(s.status, StepStatus::Denied { .. }))
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.status, StepStatus::Denied { .. }))
     }
 
     /// One line describing what was not applied, or `None` when everything was.
@@ -456,10 +499,18 @@ impl TuneReport {
             .filter_map(|s| match &s.status {
                 StepStatus::Applied => None,
                 StepStatus::Denied { needs, fallback } => Some(match fallback {
-                    Some(fb) => format!("{} {} denied (needs {needs}; using {fb})", s.what, s.requested),
-                    None => format!("{} {} denied (needs {needs}; left unchanged)", s.what, s.requested),
+                    Some(fb) => format!(
+                        "{} {} denied (needs {needs}; using {fb})",
+                        s.what, s.requested
+                    ),
+                    None => format!(
+                        "{} {} denied (needs {needs}; left unchanged)",
+                        s.what, s.requested
+                    ),
                 }),
-                StepStatus::Failed { error } => Some(format!("{} {} failed: {error}", s.what, s.requested)),
+                StepStatus::Failed { error } => {
+                    Some(format!("{} {} failed: {error}", s.what, s.requested))
+                }
             })
             .collect();
         if parts.is_empty() {
@@ -483,18 +534,30 @@ pub fn apply_current_thread(t: &WorkerTuning) -> TuneReport {
         let requested = format_cpu_list(&t.cpus);
         let status = match online_cpus() {
             Ok(online) if t.cpus.iter().any(|c| !online.contains(c)) => StepStatus::Failed {
-                error: format!("CPU list {requested} is not within the online CPUs {}", format_cpu_list(&online)),
+                error: format!(
+                    "CPU list {requested} is not within the online CPUs {}",
+                    format_cpu_list(&online)
+                ),
             },
             _ => match set_affinity(0, &t.cpus) {
                 Ok(()) => StepStatus::Applied,
-                Err(e) if is_permission(&e) => StepStatus::Denied { needs: "CAP_SYS_NICE".into(), fallback: None },
+                Err(e) if is_permission(&e) => StepStatus::Denied {
+                    needs: "CAP_SYS_NICE".into(),
+                    fallback: None,
+                },
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => StepStatus::Failed {
                     error: format!("no CPU of {requested} is allowed for this process (cpuset)"),
                 },
-                Err(e) => StepStatus::Failed { error: e.to_string() },
+                Err(e) => StepStatus::Failed {
+                    error: e.to_string(),
+                },
             },
         };
-        steps.push(TuneStep { what: "affinity".into(), requested, status });
+        steps.push(TuneStep {
+            what: "affinity".into(),
+            requested,
+            status,
+        });
     }
 
     if let Some(nice) = t.nice {
@@ -504,9 +567,15 @@ pub fn apply_current_thread(t: &WorkerTuning) -> TuneReport {
                 needs: "CAP_SYS_NICE".into(),
                 fallback: get_nice(0).ok().map(|n| format!("nice {n}")),
             },
-            Err(e) => StepStatus::Failed { error: e.to_string() },
+            Err(e) => StepStatus::Failed {
+                error: e.to_string(),
+            },
         };
-        steps.push(TuneStep { what: "nice".into(), requested: nice.to_string(), status });
+        steps.push(TuneStep {
+            what: "nice".into(),
+            requested: nice.to_string(),
+            status,
+        });
     }
 
     if let Some(prio) = t.ioprio {
@@ -515,14 +584,29 @@ pub fn apply_current_thread(t: &WorkerTuning) -> TuneReport {
             Err(e) if is_permission(&e) && prio.class == IoprioClass::RealTime => {
                 let fb = Ioprio::best_effort(prio.level);
                 match set_ioprio(0, fb) {
-                    Ok(()) => StepStatus::Denied { needs: "CAP_SYS_NICE".into(), fallback: Some(fb.to_string()) },
-                    Err(_) => StepStatus::Denied { needs: "CAP_SYS_NICE".into(), fallback: None },
+                    Ok(()) => StepStatus::Denied {
+                        needs: "CAP_SYS_NICE".into(),
+                        fallback: Some(fb.to_string()),
+                    },
+                    Err(_) => StepStatus::Denied {
+                        needs: "CAP_SYS_NICE".into(),
+                        fallback: None,
+                    },
                 }
             }
-            Err(e) if is_permission(&e) => StepStatus::Denied { needs: "CAP_SYS_NICE".into(), fallback: None },
-            Err(e) => StepStatus::Failed { error: e.to_string() },
+            Err(e) if is_permission(&e) => StepStatus::Denied {
+                needs: "CAP_SYS_NICE".into(),
+                fallback: None,
+            },
+            Err(e) => StepStatus::Failed {
+                error: e.to_string(),
+            },
         };
-        steps.push(TuneStep { what: "ioprio".into(), requested: prio.to_string(), status });
+        steps.push(TuneStep {
+            what: "ioprio".into(),
+            requested: prio.to_string(),
+            status,
+        });
     }
 
     TuneReport { tid, steps }
@@ -581,9 +665,18 @@ pub fn capabilities(pid: i32, tid: Option<i32>) -> io::Result<Capabilities> {
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .map(|s| s.trim().to_string())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: no CapEff line")))?;
-    let mask = u64::from_str_radix(&hex, 16)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: bad CapEff `{hex}`")))?;
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path}: no CapEff line"),
+            )
+        })?;
+    let mask = u64::from_str_radix(&hex, 16).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path}: bad CapEff `{hex}`"),
+        )
+    })?;
     Ok(Capabilities {
         cap_sys_nice: mask & (1 << CAP_SYS_NICE) != 0,
         cap_sys_admin: mask & (1 << CAP_SYS_ADMIN) != 0,
@@ -627,10 +720,20 @@ pub fn check(pid: i32) -> io::Result<TuneCheck> {
         match thread_state(pid, tid) {
             Ok(t) => threads.push(t),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
-            Err(e) => return Err(io::Error::new(e.kind(), format!("thread {tid} of pid {pid}: {e}"))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("thread {tid} of pid {pid}: {e}"),
+                ))
+            }
         }
     }
-    Ok(TuneCheck { pid, online_cpus: online_cpus()?, capabilities: capabilities(pid, None)?, threads })
+    Ok(TuneCheck {
+        pid,
+        online_cpus: online_cpus()?,
+        capabilities: capabilities(pid, None)?,
+        threads,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,20 +765,33 @@ mod tests {
     /// Clears CAP_SYS_NICE and CAP_SYS_ADMIN from the calling thread's effective set (Linux keeps
     /// capabilities per thread). Only for threads that exit right after.
     fn drop_nice_caps_on_this_thread() {
-        let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+        let mut hdr = CapHeader {
+            version: CAP_V3,
+            pid: 0,
+        };
         let mut data = [CapData::default(); 2];
         // SAFETY: header and two data words as capget(2) expects for version 3.
-        let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_capget,
+                &mut hdr as *mut CapHeader,
+                data.as_mut_ptr(),
+            )
+        };
         assert_eq!(r, 0, "capget: {}", io::Error::last_os_error());
         data[0].effective &= !((1 << CAP_SYS_NICE) | (1 << CAP_SYS_ADMIN));
         // SAFETY: as above; lowering the effective set is always allowed.
-        let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
+        let r =
+            unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
         assert_eq!(r, 0, "capset: {}", io::Error::last_os_error());
     }
 
     #[test]
     fn cpu_list_round_trip() {
-        assert_eq!(parse_cpu_list("0-3,6,8-9").unwrap(), vec![0, 1, 2, 3, 6, 8, 9]);
+        assert_eq!(
+            parse_cpu_list("0-3,6,8-9").unwrap(),
+            vec![0, 1, 2, 3, 6, 8, 9]
+        );
         assert_eq!(format_cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
         assert_eq!(parse_cpu_list("").unwrap(), Vec::<usize>::new());
         assert!(parse_cpu_list("3-1").is_err());
@@ -722,7 +838,11 @@ mod tests {
             get_nice(current_tid()).unwrap()
         });
         assert_eq!(got, want);
-        assert_eq!(get_nice(0).unwrap(), before, "raising another thread's nice changed ours");
+        assert_eq!(
+            get_nice(0).unwrap(),
+            before,
+            "raising another thread's nice changed ours"
+        );
         assert!(set_nice(0, 25).is_err());
     }
 
@@ -756,14 +876,26 @@ mod tests {
             // Root or not, this thread ends up without CAP_SYS_NICE/CAP_SYS_ADMIN.
             drop_nice_caps_on_this_thread();
             let before = get_nice(0).unwrap();
-            let t = WorkerTuning { cpus: vec![], nice: Some(before - 5), ioprio: Some(Ioprio::real_time(2)) };
+            let t = WorkerTuning {
+                cpus: vec![],
+                nice: Some(before - 5),
+                ioprio: Some(Ioprio::real_time(2)),
+            };
             let report = apply_current_thread(&t);
-            (report, get_nice(0).unwrap() - before, get_ioprio(0).unwrap())
+            (
+                report,
+                get_nice(0).unwrap() - before,
+                get_ioprio(0).unwrap(),
+            )
         });
         assert!(!report.fully_applied());
         assert_eq!(report.denied().count(), 2, "{report:?}");
         assert_eq!(nice_after, 0, "nice must be left unchanged");
-        assert_eq!(ioprio_after, Ioprio::best_effort(2), "rt must fall back to be at the same level");
+        assert_eq!(
+            ioprio_after,
+            Ioprio::best_effort(2),
+            "rt must fall back to be at the same level"
+        );
         let w = report.warning().expect("a warning");
         assert!(w.contains("CAP_SYS_NICE") && w.contains("be:2"), "{w}");
         assert_eq!(w.lines().count(), 1);
@@ -774,14 +906,26 @@ mod tests {
         let report = on_thread(|| {
             let cpu = *get_affinity(0).unwrap().first().unwrap();
             let nice = (get_nice(0).unwrap() + 1).min(19);
-            apply_current_thread(&WorkerTuning { cpus: vec![cpu], nice: Some(nice), ioprio: Some(Ioprio::IDLE) })
+            apply_current_thread(&WorkerTuning {
+                cpus: vec![cpu],
+                nice: Some(nice),
+                ioprio: Some(Ioprio::IDLE),
+            })
         });
         assert!(report.fully_applied(), "{report:?}");
         assert_eq!(report.steps.len(), 3);
         assert!(report.warning().is_none());
 
-        let bad = on_thread(|| apply_current_thread(&WorkerTuning { cpus: vec![4095], ..Default::default() }));
-        assert!(matches!(bad.steps[0].status, StepStatus::Failed { .. }), "{bad:?}");
+        let bad = on_thread(|| {
+            apply_current_thread(&WorkerTuning {
+                cpus: vec![4095],
+                ..Default::default()
+            })
+        });
+        assert!(
+            matches!(bad.steps[0].status, StepStatus::Failed { .. }),
+            "{bad:?}"
+        );
     }
 
     #[test]
@@ -804,7 +948,11 @@ mod tests {
         done_tx.send(()).unwrap();
         h.join().unwrap();
 
-        let t = c.threads.iter().find(|t| t.tid == tid).expect("tuned thread listed");
+        let t = c
+            .threads
+            .iter()
+            .find(|t| t.tid == tid)
+            .expect("tuned thread listed");
         assert_eq!(t.name, "tune-probe");
         assert_eq!(t.cpus, vec![cpu]);
         assert!(t.nice >= 7);
@@ -817,7 +965,10 @@ mod tests {
 
     #[test]
     fn effective_ioprio_from_nice() {
-        let none = Ioprio { class: IoprioClass::None, level: 0 };
+        let none = Ioprio {
+            class: IoprioClass::None,
+            level: 0,
+        };
         assert_eq!(effective_ioprio(none, 0), Ioprio::best_effort(4));
         assert_eq!(effective_ioprio(none, -20), Ioprio::best_effort(0));
         assert_eq!(effective_ioprio(none, 19), Ioprio::best_effort(7));
