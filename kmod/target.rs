@@ -496,8 +496,12 @@ impl RemapTarget {
 
     /// Let bios reach blocks again; resubmit the held ones with the current index.
     fn end_move(&self) {
-        let mut held = self.gate.held.lock();
-        self.gate.moving.store(0, SeqCst);
+        // Take the held bios under the lock, submit them after dropping it (submission may sleep).
+        let mut held = {
+            let mut guard = self.gate.held.lock();
+            self.gate.moving.store(0, SeqCst);
+            core::mem::replace(&mut *guard, BioList::new())
+        };
         while let Some(mut h) = held.pop() {
             let bio = h.bio();
             let tag = self.gate.enter();

@@ -2,14 +2,12 @@
 # timeout: 1800
 . /scenarios/lib.sh
 load_module
-slab_bytes() { awk '$1 == "radix_tree_node" {print $3 * $4}' /proc/slabinfo; }
-free_kb() { awk '/MemFree/ {print $2}' /proc/meminfo; }
-sync; echo 3 > /proc/sys/vm/drop_caches
-m0=$(free_kb); s0=$(slab_bytes)
+# Index memory: active xarray nodes (page-cache users are dropped first to keep them quiet).
+slab_bytes() { sync; echo 3 > /proc/sys/vm/drop_caches; awk '$1 == "radix_tree_node" {print $2 * $4}' /proc/slabinfo; }
 create r0 "0 $((256 * 2048)) remap $MAIN 0 $SPARE 1 block_size:512"
 random_file /tmp/model $((256 * 2048))
 check "fill" dd if=/tmp/model of=/dev/mapper/r0 bs=1M oflag=direct status=none
-m1=$(free_kb); s1=$(slab_bytes)
+s1=$(slab_bytes)
 # 100 runs of 1000 blocks spread over the device.
 for r in $(seq 0 99); do
 	start=$(( (r * 5237) % 520 * 1000 ))
@@ -17,9 +15,9 @@ for r in $(seq 0 99); do
 done
 n=$(field r0 1)
 [ "$n" -ge 100000 ] || info "distinct remapped blocks: $n"
-m2=$(free_kb); s2=$(slab_bytes)
-info "remaps: $n; xarray nodes: $(( (s2 - s1) / 1024 )) KiB; MemFree drop: $(( m1 - m2 )) KiB (target+bitmap at create: $(( m0 - m1 )) KiB incl. page cache)"
-echo "MEM remaps=$n xa_kib=$(( (s2 - s1) / 1024 )) memfree_drop_kib=$(( m1 - m2 ))"
+s2=$(slab_bytes)
+bitmap=$(( $(field r0 3 | cut -d/ -f2) / 8 ))
+info "remaps: $n; index (xarray nodes): $(( (s2 - s1) / 1024 )) KiB = $(( (s2 - s1) / n )) bytes per remap; slot bitmap: $(( bitmap / 1024 )) KiB"
 assert_eq "listed" "$(msg r0 list 0 200000 | wc -l)" "$n"
 assert_eq "data" "$(sha_range /dev/mapper/r0 0 $((256 * 2048)))" "$(sha256sum < /tmp/model | cut -d' ' -f1)"
 check "remove" dmsetup remove r0
