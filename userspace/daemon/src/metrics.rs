@@ -338,58 +338,34 @@ impl Collector for DaemonCollector {
             "Pipeline queue capacity",
             st.capacity as i64,
         )?;
-        {
-            let mut m = enc.encode_descriptor(
-                "source_events_accepted",
-                "Events accepted into the pipeline, by source",
-                None,
-                MetricType::Counter,
-            )?;
-            for s in &st.sources {
-                let name = escape_label(&s.name);
-                let l = [("source", name.as_str())];
-                ConstCounter::new(s.accepted).encode(m.encode_family(&l)?)?;
-            }
-        }
-        {
-            let mut m = enc.encode_descriptor(
-                "source_events_dropped",
-                "Events dropped because the queue was full (drop policy), by source",
-                None,
-                MetricType::Counter,
-            )?;
-            for s in &st.sources {
-                let name = escape_label(&s.name);
-                let l = [("source", name.as_str())];
-                ConstCounter::new(s.dropped).encode(m.encode_family(&l)?)?;
-            }
-        }
-        {
-            let mut m = enc.encode_descriptor(
-                "sink_events_written",
-                "Events written by each sink",
-                None,
-                MetricType::Counter,
-            )?;
-            for s in &st.sinks {
-                let name = escape_label(&s.name);
-                let l = [("sink", name.as_str())];
-                ConstCounter::new(s.written).encode(m.encode_family(&l)?)?;
-            }
-        }
-        {
-            let mut m = enc.encode_descriptor(
-                "sink_errors",
-                "Failed batch writes, by sink",
-                None,
-                MetricType::Counter,
-            )?;
-            for s in &st.sinks {
-                let name = escape_label(&s.name);
-                let l = [("sink", name.as_str())];
-                ConstCounter::new(s.errors).encode(m.encode_family(&l)?)?;
-            }
-        }
+        labelled_counter(
+            &mut enc,
+            "source_events_accepted",
+            "Events accepted into the pipeline, by source",
+            "source",
+            st.sources.iter().map(|s| (s.name.as_str(), s.accepted)),
+        )?;
+        labelled_counter(
+            &mut enc,
+            "source_events_dropped",
+            "Events dropped because the queue was full (drop policy), by source",
+            "source",
+            st.sources.iter().map(|s| (s.name.as_str(), s.dropped)),
+        )?;
+        labelled_counter(
+            &mut enc,
+            "sink_events_written",
+            "Events written by each sink",
+            "sink",
+            st.sinks.iter().map(|s| (s.name.as_str(), s.written)),
+        )?;
+        labelled_counter(
+            &mut enc,
+            "sink_errors",
+            "Failed batch writes, by sink",
+            "sink",
+            st.sinks.iter().map(|s| (s.name.as_str(), s.errors)),
+        )?;
         histogram(
             &mut enc,
             "event_latency_seconds",
@@ -455,6 +431,23 @@ impl Collector for DaemonCollector {
         )?;
         Ok(())
     }
+}
+
+/// A counter family with one label, one sample per `(label value, count)`.
+fn labelled_counter<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in values {
+        let value = escape_label(value);
+        let l = [(label, value.as_str())];
+        ConstCounter::new(count).encode(m.encode_family(&l)?)?;
+    }
+    Ok(())
 }
 
 fn histogram(
