@@ -53,4 +53,4 @@ demo: deps userspace
 
 clean:
 	$(CARGO) clean
-	rm -rf kmod/generated kmod/*.o kmod/*.ko kmod/.*.cmd kmod/*.mod* kmod/modules.order kmod/Module.symvers kmod/.built-for kmod/build.log
+	rm -rf target/kmod target/kmod-build

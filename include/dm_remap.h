@@ -69,4 +69,52 @@ struct dmr_bench {
 #define DMR_IOC_VERSION _IOWR(DMR_IOCTL_MAGIC, 0x00, struct dmr_version)
 #define DMR_IOC_BENCH   _IOWR(DMR_IOCTL_MAGIC, 0x01, struct dmr_bench)
 
+/*
+ * Events. The module keeps one bounded ring of the most recent DMR_EVENT_RING events of all remap
+ * targets. Raising an event never blocks I/O: when the ring is full the oldest event is
+ * overwritten and counted in `lost`. Every event also bumps device-mapper's event counter of the
+ * device (from process context), so DM_DEV_WAIT waiters wake.
+ */
+#define DMR_EVENT_RING 1024
+
+enum dmr_event_type {
+	DMR_EV_REMAP = 1,           /* block moved to the spare: sector, arg = slot */
+	DMR_EV_UNREMAP = 2,         /* block moved back to main: sector, arg = freed slot */
+	DMR_EV_PENDING = 3,         /* block marked pending (unreadable): sector */
+	DMR_EV_SPARE_LOW = 4,       /* free spare slots fell to 10 % or less: arg = free slots */
+	DMR_EV_SPARE_EXHAUSTED = 5, /* no free spare slot: sector = block that needed one */
+	DMR_EV_META_ERROR = 6,      /* metadata write failed: arg = errno */
+	DMR_EV_IO_ERROR = 7,        /* a device failed a bio: sector, arg = block-layer status */
+};
+
+#define DMR_EVF_WRITE 0x1 /* the failed bio was a write */
+#define DMR_EVF_SPARE 0x2 /* the event concerns the spare device */
+
+struct dmr_event {
+	__u64 seq;      /* module-wide sequence number, from 1 */
+	__u64 time_ns;  /* CLOCK_MONOTONIC, ns */
+	__u32 type;     /* enum dmr_event_type */
+	__u32 dev;      /* the device-mapper device: major << 20 | minor */
+	__u64 sector;   /* sector of the device-mapper device, when the event has one */
+	__u64 arg;      /* see enum dmr_event_type */
+	__u32 flags;    /* DMR_EVF_* */
+	__u32 reserved; /* 0 */
+};
+
+/* DMR_IOC_EVENTS: copy out the events with seq >= since_seq still in the ring. */
+struct dmr_events {
+	__u32 size;        /* in: sizeof(struct dmr_events) */
+	__u32 flags;       /* in: 0 */
+	__u64 since_seq;   /* in: first sequence number wanted (0 or 1: from the oldest) */
+	__u64 buf;         /* in: user address of an array of `max` struct dmr_event */
+	__u32 max;         /* in: 1..DMR_EVENT_RING */
+	__u32 count;       /* out: events copied, in sequence order */
+	__u64 next_seq;    /* out: since_seq for the next call */
+	__u64 oldest_seq;  /* out: oldest sequence number in the ring (events before it are gone) */
+	__u64 lost;        /* out: events overwritten in the full ring since the module loaded */
+	__u64 reserved[4]; /* in: 0; out: 0 */
+};
+
+#define DMR_IOC_EVENTS  _IOWR(DMR_IOCTL_MAGIC, 0x02, struct dmr_events)
+
 #endif /* _UAPI_LINUX_DM_REMAP_H */

@@ -11,11 +11,13 @@ use kernel::uaccess::UserSlice;
 
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{capable_sys_admin, cond_resched, uapi, RcuIndex};
+use crate::events;
 use crate::remap::Entry;
 use crate::target::VERSION;
 
 const IOC_VERSION: u32 = _IOWR::<uapi::dmr_version>(uapi::DMR_IOCTL_MAGIC, 0x00);
 const IOC_BENCH: u32 = _IOWR::<uapi::dmr_bench>(uapi::DMR_IOCTL_MAGIC, 0x01);
+const IOC_EVENTS: u32 = _IOWR::<uapi::dmr_events>(uapi::DMR_IOCTL_MAGIC, 0x02);
 
 /// Most timed samples a benchmark keeps (memory bound: 8 MiB).
 const MAX_SAMPLES: u64 = 1 << 20;
@@ -63,12 +65,51 @@ impl MiscDevice for Control {
                 w.write(&out)?;
                 Ok(0)
             }
+            IOC_EVENTS => {
+                let (mut r, mut w) = UserSlice::new(ptr, _IOC_SIZE(cmd)).reader_writer();
+                let req: uapi::dmr_events = r.read()?;
+                let out = read_events(&req)?;
+                w.write(&out)?;
+                Ok(0)
+            }
             _ => {
                 let _ = _IOC_NR(cmd);
                 Err(ENOTTY)
             }
         }
     }
+}
+
+/// DMR_IOC_EVENTS: copy events to the caller's array, then report where to continue.
+fn read_events(req: &uapi::dmr_events) -> Result<uapi::dmr_events> {
+    if req.size as usize != core::mem::size_of::<uapi::dmr_events>()
+        || req.flags != 0
+        || req.reserved != [0; 4]
+        || req.max == 0
+        || req.max > uapi::DMR_EVENT_RING
+        || req.count != 0
+    {
+        return Err(EINVAL);
+    }
+    let mut buf = KVec::with_capacity(req.max as usize, GFP_KERNEL)?;
+    let (next, oldest, lost) = events::read(req.since_seq, &mut buf);
+    let len = buf.len() * core::mem::size_of::<uapi::dmr_event>();
+    let mut w = UserSlice::new(kernel::uaccess::UserPtr::from_addr(req.buf as usize), len).writer();
+    for e in buf.iter() {
+        w.write(e)?;
+    }
+    Ok(uapi::dmr_events {
+        size: req.size,
+        flags: 0,
+        since_seq: req.since_seq,
+        buf: req.buf,
+        max: req.max,
+        count: buf.len() as u32,
+        next_seq: next,
+        oldest_seq: oldest,
+        lost,
+        reserved: [0; 4],
+    })
 }
 
 /// xorshift64: cheap pseudo-random block numbers for the benchmark.

@@ -45,6 +45,10 @@ mod raw {
 /// itself at build time.
 pub(crate) mod uapi {
     pub(crate) use super::raw::{
+        dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
+        dmr_event_type_DMR_EV_REMAP as EV_REMAP, dmr_event_type_DMR_EV_SPARE_EXHAUSTED as EV_SPARE_EXHAUSTED,
+        dmr_event_type_DMR_EV_SPARE_LOW as EV_SPARE_LOW, dmr_event_type_DMR_EV_UNREMAP as EV_UNREMAP,
+        dmr_events, DMR_EVENT_RING, DMR_EVF_SPARE, DMR_EVF_WRITE,
         dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
         dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT, dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP,
         dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP, dmr_version, DMR_ABI_VERSION,
@@ -59,12 +63,20 @@ pub(crate) mod uapi {
     unsafe impl kernel::transmute::FromBytes for dmr_version {}
     // SAFETY: as for `dmr_bench`.
     unsafe impl kernel::transmute::AsBytes for dmr_version {}
+    // SAFETY: as for `dmr_bench`.
+    unsafe impl kernel::transmute::FromBytes for dmr_events {}
+    // SAFETY: as for `dmr_bench`.
+    unsafe impl kernel::transmute::AsBytes for dmr_events {}
+    // SAFETY: as for `dmr_bench`.
+    unsafe impl kernel::transmute::AsBytes for dmr_event {}
 
     // The layout documented in the header; a change here is an ABI break.
     const _: () = assert!(core::mem::size_of::<dmr_version>() == 56);
     const _: () = assert!(core::mem::size_of::<dmr_bench>() == 112);
     const _: () = assert!(core::mem::offset_of!(dmr_bench, iterations) == 16);
     const _: () = assert!(core::mem::offset_of!(dmr_bench, reserved) == 80);
+    const _: () = assert!(core::mem::size_of::<dmr_event>() == 48);
+    const _: () = assert!(core::mem::size_of::<dmr_events>() == 88);
 }
 
 /// Whether the calling task has CAP_SYS_ADMIN.
@@ -77,6 +89,37 @@ pub(crate) fn capable_sys_admin() -> bool {
 pub(crate) fn cond_resched() {
     // SAFETY: called only from process context (ioctl and message handlers).
     unsafe { raw::dmr_cond_resched() }
+}
+
+/// Monotonic clock in nanoseconds. Any context.
+pub(crate) fn ktime_ns() -> u64 {
+    // SAFETY: `ktime_get_ns` has no preconditions.
+    unsafe { raw::dmr_ktime_ns() }
+}
+
+/// Raises device-mapper's table event of a target (wakes `DM_DEV_WAIT` waiters) from a work
+/// item; the work is cancelled when this is dropped, before the target and its table go away.
+pub(crate) struct TableNotifier(*mut raw::dmr_notifier);
+
+// SAFETY: the notifier is a work item usable from any thread; freeing cancels it synchronously.
+unsafe impl Send for TableNotifier {}
+// SAFETY: `raise` may run concurrently from any context (`schedule_work` is safe for that).
+unsafe impl Sync for TableNotifier {}
+
+impl TableNotifier {
+    /// Ask for a table event soon. Any context, never sleeps.
+    pub(crate) fn raise(&self) {
+        // SAFETY: the notifier is live until dropped.
+        unsafe { raw::dmr_notifier_raise(self.0) }
+    }
+}
+
+impl Drop for TableNotifier {
+    fn drop(&mut self) {
+        // SAFETY: created by `dmr_notifier_new`, freed exactly once, in process context (target
+        // destruction or a failed constructor).
+        unsafe { raw::dmr_notifier_free(self.0) }
+    }
 }
 
 /// 512-byte sectors.
@@ -232,6 +275,22 @@ impl CtrContext {
         unsafe { (*self.ti).begin }
     }
 
+    /// A table-event notifier for this target.
+    pub(crate) fn table_notifier(&mut self) -> Result<TableNotifier> {
+        // SAFETY: `ti` and its table are valid during construction.
+        let n = unsafe { raw::dmr_notifier_new(self.ti) };
+        if n.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(TableNotifier(n))
+    }
+
+    /// Device number of the mapped device being constructed (`major << 20 | minor`).
+    pub(crate) fn devt(&self) -> u32 {
+        // SAFETY: a table under construction belongs to a live mapped device.
+        unsafe { raw::dmr_target_devt(self.ti) }
+    }
+
     /// Length of the target in sectors.
     pub(crate) fn len(&self) -> Sector {
         // SAFETY: `ti` is valid during construction.
@@ -244,10 +303,10 @@ impl CtrContext {
         unsafe { (*self.ti).num_flush_bios = n };
     }
 
-    /// Reserve per-bio data for the target (see [`Bio::tag`]).
-    pub(crate) fn reserve_bio_tag(&mut self) {
+    /// Reserve per-bio data for the target (see [`Bio::data`]).
+    pub(crate) fn reserve_bio_data(&mut self) {
         // SAFETY: `ti` is valid and not yet visible to I/O during construction.
-        unsafe { (*self.ti).per_io_data_size = size_of::<u64>() as c_uint };
+        unsafe { (*self.ti).per_io_data_size = size_of::<BioData>() as c_uint };
     }
 
     /// How many bios `map` receives per discard and per write-zeroes request.
@@ -358,6 +417,15 @@ pub(crate) enum MapResult {
     Submitted,
 }
 
+/// Per-bio data of a target.
+#[repr(C)]
+pub(crate) struct BioData {
+    /// Target-defined tag.
+    pub(crate) tag: u64,
+    /// Sector of the mapped device the bio started at.
+    pub(crate) sector: u64,
+}
+
 /// A bio passed to a target.
 #[repr(transparent)]
 pub(crate) struct Bio(Opaque<raw::bio>);
@@ -405,12 +473,12 @@ impl Bio {
         unsafe { raw::dm_accept_partial_bio(self.as_raw(), sectors) }
     }
 
-    /// The target's per-bio word (reserved with [`CtrContext::reserve_bio_tag`]).
-    pub(crate) fn tag(&mut self) -> &mut u64 {
-        // SAFETY: the target reserved `size_of::<u64>()` bytes of per-bio data in its
-        // constructor; the area is suitably aligned, lives as long as the bio and is only
-        // touched by the target's callbacks for this bio, which do not run concurrently.
-        unsafe { &mut *raw::dm_per_bio_data(self.as_raw(), size_of::<u64>()).cast::<u64>() }
+    /// The target's per-bio data (reserved with [`CtrContext::reserve_bio_data`]).
+    pub(crate) fn data(&mut self) -> &mut BioData {
+        // SAFETY: the target reserved `size_of::<BioData>()` bytes of per-bio data in its
+        // constructor; the area is 8-byte aligned, lives as long as the bio and is only touched by
+        // the target's callbacks for this bio, which do not run concurrently.
+        unsafe { &mut *raw::dm_per_bio_data(self.as_raw(), size_of::<BioData>()).cast::<BioData>() }
     }
 
     /// Whether the bio writes (writes, discards, write-zeroes, flushes).
@@ -423,6 +491,12 @@ impl Bio {
     pub(crate) fn is_empty_flush(&self) -> bool {
         // SAFETY: the bio is valid.
         unsafe { raw::dmr_bio_is_empty_flush(self.as_raw()) }
+    }
+
+    /// Whether the bio was sent to `dev`.
+    pub(crate) fn is_on(&self, dev: &DmDev) -> bool {
+        // SAFETY: the bio is valid; `dev.dev` is held by the target.
+        unsafe { raw::dmr_bio_dev_is(self.as_raw(), dev.dev) }
     }
 
     /// Which of the target's `num_flush_bios` copies this is.

@@ -8,6 +8,7 @@ use kernel::prelude::*;
 
 mod control;
 mod dm;
+mod events;
 mod target;
 
 // Code shared with userspace, compiled from the same source files as the `dmremap-core` crate.
@@ -39,6 +40,7 @@ struct DmRemapModule {
 
 impl kernel::InPlaceModule for DmRemapModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        events::init();
         try_pin_init!(Self {
             _target: {
                 let reg = dm::Registration::register(c"remap", target::VERSION, module)?;

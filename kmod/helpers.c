@@ -7,6 +7,9 @@
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
 #include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/timekeeping.h>
+#include <linux/workqueue.h>
 #include <linux/xarray.h>
 #include "helpers.h"
 
@@ -91,6 +94,60 @@ int dmr_dev_flush(struct dm_dev *dev)
 void dmr_cond_resched(void)
 {
 	cond_resched();
+}
+
+u64 dmr_ktime_ns(void)
+{
+	return ktime_get_ns();
+}
+
+dev_t dmr_target_devt(struct dm_target *ti)
+{
+	return disk_devt(dm_disk(dm_table_get_md(ti->table)));
+}
+
+bool dmr_bio_dev_is(const struct bio *bio, const struct dm_dev *dev)
+{
+	return bio->bi_bdev == dev->bdev;
+}
+
+/*
+ * dm_table_event() takes a mutex, so targets raise it from a work item. The work is cancelled
+ * (synchronously) before the target, and so its table, goes away.
+ */
+struct dmr_notifier {
+	struct work_struct work;
+	struct dm_table *table;
+};
+
+static void dmr_notifier_fn(struct work_struct *work)
+{
+	struct dmr_notifier *n = container_of(work, struct dmr_notifier, work);
+
+	dm_table_event(n->table);
+}
+
+struct dmr_notifier *dmr_notifier_new(struct dm_target *ti)
+{
+	struct dmr_notifier *n = kzalloc(sizeof(*n), GFP_KERNEL);
+
+	if (!n)
+		return NULL;
+	INIT_WORK(&n->work, dmr_notifier_fn);
+	n->table = ti->table;
+	return n;
+}
+
+/* Any context. */
+void dmr_notifier_raise(struct dmr_notifier *n)
+{
+	schedule_work(&n->work);
+}
+
+void dmr_notifier_free(struct dmr_notifier *n)
+{
+	cancel_work_sync(&n->work);
+	kfree(n);
 }
 
 void dmr_bio_list_init(struct bio_list *bl)

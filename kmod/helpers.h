@@ -31,6 +31,14 @@ void dmr_submit_bio_remap(struct bio *bio);
 int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, bool write);
 int dmr_dev_flush(struct dm_dev *dev);
 void dmr_cond_resched(void);
+u64 dmr_ktime_ns(void);
+dev_t dmr_target_devt(struct dm_target *ti);
+bool dmr_bio_dev_is(const struct bio *bio, const struct dm_dev *dev);
+
+struct dmr_notifier;
+struct dmr_notifier *dmr_notifier_new(struct dm_target *ti);
+void dmr_notifier_raise(struct dmr_notifier *n);
+void dmr_notifier_free(struct dmr_notifier *n);
 
 void dmr_bio_list_init(struct bio_list *bl);
 void dmr_bio_list_add(struct bio_list *bl, struct bio *bio);

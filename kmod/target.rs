@@ -15,7 +15,7 @@
 //! place.
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use kernel::new_mutex;
 use kernel::new_spinlock;
 use kernel::prelude::*;
@@ -24,9 +24,10 @@ use kernel::sync::{Mutex, SpinLock};
 
 use crate::alloc::SlotAllocator;
 use crate::dm::{
-    Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, MapResult,
-    QueueLimits, RcuIndex, Sector, StatusType, Target, TargetRef,
+    uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, MapResult,
+    QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target, TargetRef,
 };
+use crate::events;
 use crate::remap::{self, Dest, Entry, Lookup};
 use crate::table::{self, Options, TableError};
 
@@ -96,6 +97,11 @@ impl Lookup for IndexLookup<'_> {
 
 /// One `remap` target instance.
 pub(crate) struct RemapTarget {
+    /// The mapped device (`major << 20 | minor`), for events.
+    devt: u32,
+    notifier: TableNotifier,
+    /// A spare-low event was raised and free slots have not recovered since.
+    spare_low: AtomicBool,
     /// Start of the target in the mapped device.
     begin: Sector,
     main: DmDev,
@@ -180,8 +186,12 @@ impl Target for RemapTarget {
         // One empty flush per underlying device: flushes reach main and spare.
         ctx.set_num_flush_bios(2);
         ctx.set_num_discard_and_write_zeroes_bios(1);
-        ctx.reserve_bio_tag();
+        ctx.reserve_bio_data();
+        let notifier = ctx.table_notifier().map_err(nomem(c"Cannot allocate target context"))?;
         Ok(RemapTarget {
+            devt: ctx.devt(),
+            notifier,
+            spare_low: AtomicBool::new(false),
             begin: ctx.begin(),
             main,
             main_offset: parsed.main_offset,
@@ -206,7 +216,7 @@ impl Target for RemapTarget {
 
     fn map(&self, ti: &TargetRef, bio: &mut Bio) -> MapResult {
         if bio.is_empty_flush() {
-            *bio.tag() = 0;
+            bio.data().tag = 0;
             if bio.target_bio_nr() == 0 {
                 bio.set_dev(&self.main);
             } else {
@@ -214,13 +224,15 @@ impl Target for RemapTarget {
             }
             return MapResult::Remapped;
         }
-        let rel = bio.sector() - ti.begin();
+        let dev_sector = bio.sector();
+        bio.data().sector = dev_sector;
+        let rel = dev_sector - ti.begin();
         let write = bio.is_write();
         // Writes are always counted: a block move must wait for writes to main in flight.
         let mut tag = if write { self.gate.enter() } else { 0 };
         let moving = self.gate.moving.load(SeqCst);
         if moving == 0 && self.entries.load(SeqCst) == 0 {
-            *bio.tag() = tag;
+            bio.data().tag = tag;
             bio.set_dev(&self.main);
             bio.set_sector(self.main_offset + rel);
             return MapResult::Remapped;
@@ -246,7 +258,7 @@ impl Target for RemapTarget {
                     piece.sectors = (m_end.min(end) - start) as u32;
                     bio.accept_partial(piece.sectors);
                     self.gate.leave(tag);
-                    *bio.tag() = 0;
+                    bio.data().tag = 0;
                     let mut held = self.gate.held.lock();
                     if self.gate.moving.load(SeqCst) == moving {
                         held.push(bio);
@@ -264,17 +276,28 @@ impl Target for RemapTarget {
             bio.accept_partial(piece.sectors);
             self.stats.split_bios.fetch_add(1, Relaxed);
         }
-        *bio.tag() = tag;
+        bio.data().tag = tag;
         self.route(bio, rel, piece.dest);
         MapResult::Remapped
     }
 
     fn end_io(&self, _ti: &TargetRef, bio: &mut Bio, error: u8) {
-        let tag = core::mem::take(bio.tag());
+        let data = bio.data();
+        let tag = core::mem::take(&mut data.tag);
+        let sector = data.sector;
         self.gate.leave(tag);
         if error != 0 {
-            let counter = if bio.is_write() { &self.stats.write_errors } else { &self.stats.read_errors };
+            let write = bio.is_write();
+            let counter = if write { &self.stats.write_errors } else { &self.stats.read_errors };
             counter.fetch_add(1, Relaxed);
+            let mut flags = 0;
+            if write {
+                flags |= uapi::DMR_EVF_WRITE;
+            }
+            if bio.is_on(&self.spare) {
+                flags |= uapi::DMR_EVF_SPARE;
+            }
+            self.event(uapi::EV_IO_ERROR, sector, u64::from(error), flags);
         }
     }
 
@@ -447,6 +470,23 @@ impl RemapTarget {
         }
     }
 
+    /// Record an event and wake `DM_DEV_WAIT` waiters. Any context.
+    fn event(&self, ty: u32, sector: Sector, arg: u64, flags: u32) {
+        events::raise(ty, self.devt, sector, arg, flags);
+        self.notifier.raise();
+    }
+
+    /// Raise spare-low once when free slots fall to 10 % or less; re-arm when they recover.
+    fn check_spare_low(&self, free: u64, total: u64) {
+        if free * 10 <= total {
+            if !self.spare_low.swap(true, Relaxed) {
+                self.event(uapi::EV_SPARE_LOW, 0, free, 0);
+            }
+        } else {
+            self.spare_low.store(false, Relaxed);
+        }
+    }
+
     fn slot_usage(&self) -> (u64, u64) {
         let a = self.slots.lock();
         (a.allocated(), a.total())
@@ -505,7 +545,7 @@ impl RemapTarget {
         while let Some(mut h) = held.pop() {
             let bio = h.bio();
             let tag = self.gate.enter();
-            *bio.tag() = tag;
+            bio.data().tag = tag;
             let rel = bio.sector() - self.begin;
             let piece = remap::plan(&IndexLookup(&self.index), rel, bio.sectors(), self.shift);
             self.route(bio, rel, piece.dest);
@@ -521,7 +561,15 @@ impl RemapTarget {
                 return Ok(false);
             }
         }
-        let slot = self.slots.lock().alloc().ok_or(ENOSPC)?;
+        let (slot, free, total) = {
+            let mut a = self.slots.lock();
+            let slot = a.alloc();
+            (slot, a.free(), a.total())
+        };
+        let Some(slot) = slot else {
+            self.event(uapi::EV_SPARE_EXHAUSTED, self.begin + (block << self.shift), 0, 0);
+            return Err(ENOSPC);
+        };
         self.start_move(block);
         let res = self
             .copy(&self.main, self.main_sector(block), &self.spare, self.slot_sector(slot))
@@ -530,6 +578,8 @@ impl RemapTarget {
             Ok(()) => {
                 self.entries.fetch_add(1, SeqCst);
                 self.stats.remap_ops.fetch_add(1, Relaxed);
+                self.event(uapi::EV_REMAP, self.begin + (block << self.shift), slot, 0);
+                self.check_spare_low(free, total);
             }
             Err(_) => {
                 let _ = self.slots.lock().free_slot(slot);
@@ -556,8 +606,14 @@ impl RemapTarget {
             self.entries.fetch_sub(1, SeqCst);
             // Nothing can reach the slot any more: every bio routed with the old entry has
             // completed (the epoch drain) and new ones see the block on main.
-            let _ = self.slots.lock().free_slot(slot);
+            let (free, total) = {
+                let mut a = self.slots.lock();
+                let _ = a.free_slot(slot);
+                (a.free(), a.total())
+            };
             self.stats.unremap_ops.fetch_add(1, Relaxed);
+            self.event(uapi::EV_UNREMAP, self.begin + (block << self.shift), slot, 0);
+            self.check_spare_low(free, total);
         }
         self.end_move();
         res

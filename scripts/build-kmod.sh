@@ -25,21 +25,41 @@ KDIR=*)
 	;;
 esac
 
-# Objects live beside the sources (M=): clean them when the kernel changes.
-stamp=$ROOT/kmod/.built-for
-if [ "$(cat "$stamp" 2>/dev/null)" != "$kdir" ]; then
-	make -C "$kdir" M="$ROOT" "${vars[@]}" clean >/dev/null 2>&1 || true
-	rm -rf "$ROOT/kmod/generated"
+# Each kernel gets its own build tree (a copy of the module sources: kmod/, the shared core and the
+# ABI header), so builds for different kernels never clean each other's objects, and a lock keeps
+# concurrent builds for the same kernel apart. Files are copied only when they changed.
+bdir=$ROOT/target/kmod-build/$name
+mkdir -p "$bdir"
+exec 9>"$bdir.lock"
+flock 9
+sync_tree() {
+	local f
+	(cd "$ROOT" && { echo Kbuild; ls kmod/*.rs kmod/*.c kmod/*.h kmod/Kbuild kmod/gen-bindings.sh core/src/*.rs include/*.h; }) |
+	while read -r f; do
+		if ! cmp -s "$ROOT/$f" "$bdir/$f"; then
+			mkdir -p "$bdir/$(dirname "$f")"
+			cp -p "$ROOT/$f" "$bdir/$f"
+		fi
+	done
+	# Drop files that left the sources.
+	(cd "$bdir" && find kmod core include -type f \( -name '*.rs' -o -name '*.c' -o -name '*.h' \) ! -path 'kmod/generated/*' ! -name '*.mod.c') |
+	while read -r f; do [ -e "$ROOT/$f" ] || rm -f "$bdir/$f"; done
+}
+sync_tree
+if [ "$(cat "$bdir/.built-for" 2>/dev/null)" != "$kdir" ]; then
+	make -C "$kdir" M="$bdir" "${vars[@]}" clean >/dev/null 2>&1 || true
+	rm -rf "$bdir/kmod/generated"
 fi
 build() {
-	make -C "$kdir" M="$ROOT" "${vars[@]}" -j"$(nproc)" modules >"$ROOT/kmod/build.log" 2>&1 \
-		|| { cat "$ROOT/kmod/build.log"; die "module build failed"; }
-	if grep -E '^(warning|error)' "$ROOT/kmod/build.log" >/dev/null; then
-		grep -E -A8 '^(warning|error)' "$ROOT/kmod/build.log" >&2
+	make -C "$kdir" M="$bdir" "${vars[@]}" -j"$(nproc)" modules >"$bdir/build.log" 2>&1 \
+		|| { cat "$bdir/build.log"; die "module build failed ($bdir/build.log)"; }
+	if grep -E '^(warning|error)' "$bdir/build.log" >/dev/null; then
+		grep -E -A8 '^(warning|error)' "$bdir/build.log" >&2
 	fi
 }
 stage "kmod-$name" build
-echo "$kdir" > "$stamp"
+echo "$kdir" > "$bdir/.built-for"
 mkdir -p "$ROOT/target/kmod/$name"
-cp "$ROOT/kmod/dm_remap.ko" "$ROOT/target/kmod/$name/dm_remap.ko"
+cp "$bdir/kmod/dm_remap.ko" "$ROOT/target/kmod/$name/dm_remap.ko.tmp"
+mv "$ROOT/target/kmod/$name/dm_remap.ko.tmp" "$ROOT/target/kmod/$name/dm_remap.ko"
 echo "$ROOT/target/kmod/$name/dm_remap.ko"

@@ -5,8 +5,8 @@
 # kernel-args: null_blk.nr_devices=2 null_blk.gb=1 null_blk.irqmode=0 null_blk.queue_mode=2
 . /scenarios/lib.sh
 load_module
-REPS=${REPS:-4}
-RUNTIME=${RUNTIME:-4}
+REPS=${REPS:-3}
+RUNTIME=${RUNTIME:-3}
 SIZE_SECTORS=$((1024 * 2048))   # 1 GiB
 fio_iops() { # DEV RW -> IOPS
 	fio --name=b --filename="$1" --direct=1 --ioengine=libaio --iodepth=16 --rw="$2" --bs=4k \

@@ -4,6 +4,7 @@
 
 mod alloc_count;
 mod bench;
+mod events;
 mod error;
 mod nvme;
 
@@ -33,6 +34,8 @@ enum Cmd {
     /// Benchmarks through the control device.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Events from the kernel's event ring (remaps, spare low/exhausted, I/O errors).
+    Events(events::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
     let result = match &cli.cmd {
         Cmd::Nvme(c) => nvme::run(c, cli.json),
         Cmd::Bench(c) => bench::run(c, cli.json),
+        Cmd::Events(a) => events::run(a, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod uapi {
 
 nix::ioctl_readwrite!(ioc_version, uapi::DMR_IOCTL_MAGIC, 0x00, uapi::dmr_version);
 nix::ioctl_readwrite!(ioc_bench, uapi::DMR_IOCTL_MAGIC, 0x01, uapi::dmr_bench);
+nix::ioctl_readwrite!(ioc_events, uapi::DMR_IOCTL_MAGIC, 0x02, uapi::dmr_events);
 
 /// Default path of the control device.
 pub const CONTROL_PATH: &str = "/dev/dm-remap";
@@ -103,6 +104,78 @@ pub struct BenchResult {
     pub total_ns: u64,
 }
 
+/// Kind of a kernel event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A block moved to the spare (`arg` = slot).
+    Remap,
+    /// A block moved back to main (`arg` = freed slot).
+    Unremap,
+    /// A block was marked pending (unreadable).
+    Pending,
+    /// Free spare slots fell to 10 % or less (`arg` = free slots).
+    SpareLow,
+    /// No free spare slot was left for a block.
+    SpareExhausted,
+    /// A metadata write failed (`arg` = errno).
+    MetadataError,
+    /// A device failed a bio (`arg` = block-layer status).
+    IoError,
+    /// A type this program does not know (newer module).
+    Unknown(u32),
+}
+
+impl EventType {
+    fn from_raw(t: u32) -> EventType {
+        match t {
+            uapi::dmr_event_type_DMR_EV_REMAP => EventType::Remap,
+            uapi::dmr_event_type_DMR_EV_UNREMAP => EventType::Unremap,
+            uapi::dmr_event_type_DMR_EV_PENDING => EventType::Pending,
+            uapi::dmr_event_type_DMR_EV_SPARE_LOW => EventType::SpareLow,
+            uapi::dmr_event_type_DMR_EV_SPARE_EXHAUSTED => EventType::SpareExhausted,
+            uapi::dmr_event_type_DMR_EV_META_ERROR => EventType::MetadataError,
+            uapi::dmr_event_type_DMR_EV_IO_ERROR => EventType::IoError,
+            other => EventType::Unknown(other),
+        }
+    }
+}
+
+/// One event from the module's event ring.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    /// Module-wide sequence number.
+    pub seq: u64,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub time_ns: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// The device-mapper device as `major:minor`.
+    pub dev: String,
+    /// Sector of the device-mapper device.
+    pub sector: u64,
+    /// Type-specific value.
+    pub arg: u64,
+    /// The failed bio was a write.
+    pub write: bool,
+    /// The event concerns the spare device.
+    pub spare: bool,
+}
+
+/// A batch of events and where to continue.
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    /// Events in sequence order.
+    pub events: Vec<Event>,
+    /// Sequence number to ask for next.
+    pub next_seq: u64,
+    /// Oldest sequence number still held by the kernel.
+    pub oldest_seq: u64,
+    /// Events overwritten in the full ring since the module loaded.
+    pub lost: u64,
+}
+
 /// Versions reported by the module.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Version {
@@ -177,6 +250,36 @@ impl Control {
             max: b.ns_max,
             total_ns: b.ns_total,
         })
+    }
+
+    /// Events with sequence number `since` or later (at most `max`, up to the ring size).
+    pub fn events(&self, since: u64, max: u32) -> Result<EventBatch, ControlError> {
+        let max = max.clamp(1, uapi::DMR_EVENT_RING);
+        let mut buf = vec![uapi::dmr_event::default(); max as usize];
+        let mut req = uapi::dmr_events {
+            size: std::mem::size_of::<uapi::dmr_events>() as u32,
+            since_seq: since,
+            buf: buf.as_mut_ptr() as u64,
+            max,
+            ..Default::default()
+        };
+        // SAFETY: `req` is valid; `req.buf` points to `max` writable events that outlive the call.
+        unsafe { ioc_events(self.file.as_raw_fd(), &mut req) }.map_err(|e| self.err("events ioctl", e))?;
+        let n = (req.count as usize).min(buf.len());
+        let events = buf[..n]
+            .iter()
+            .map(|e| Event {
+                seq: e.seq,
+                time_ns: e.time_ns,
+                kind: EventType::from_raw(e.type_),
+                dev: format!("{}:{}", e.dev >> 20, e.dev & 0xfffff),
+                sector: e.sector,
+                arg: e.arg,
+                write: e.flags & uapi::DMR_EVF_WRITE != 0,
+                spare: e.flags & uapi::DMR_EVF_SPARE != 0,
+            })
+            .collect();
+        Ok(EventBatch { events, next_seq: req.next_seq, oldest_seq: req.oldest_seq, lost: req.lost })
     }
 
     /// The raw file, for callers that issue their own ioctls (tests of bad input).

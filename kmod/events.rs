@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The module's event ring: a bounded record of the most recent events of all remap targets.
+//!
+//! Raising an event never blocks or allocates: it takes an interrupt-safe spinlock for a few
+//! stores, overwriting the oldest event when the ring is full (counted in `lost`).
+
+use kernel::prelude::*;
+use kernel::sync::global_lock;
+
+use crate::dm::{ktime_ns, uapi};
+
+const RING: usize = uapi::DMR_EVENT_RING as usize;
+
+const EMPTY: uapi::dmr_event =
+    uapi::dmr_event { seq: 0, time_ns: 0, type_: 0, dev: 0, sector: 0, arg: 0, flags: 0, reserved: 0 };
+
+pub(crate) struct Ring {
+    events: [uapi::dmr_event; RING],
+    /// Sequence number of the next event (the first is 1).
+    next: u64,
+    lost: u64,
+}
+
+impl Ring {
+    const fn new() -> Self {
+        Ring { events: [EMPTY; RING], next: 1, lost: 0 }
+    }
+
+    fn oldest(&self) -> u64 {
+        self.next.saturating_sub(RING as u64).max(1)
+    }
+}
+
+global_lock! {
+    // SAFETY: initialised in module init before any target or ioctl can use it.
+    pub(crate) unsafe(uninit) static EVENTS: SpinLockIrq<Ring> = Ring::new();
+}
+
+/// Initialise the ring. Module init only, once.
+pub(crate) fn init() {
+    // SAFETY: called exactly once, from module init, before any use of `EVENTS`.
+    unsafe { EVENTS.init() };
+}
+
+/// Record an event. Any context.
+pub(crate) fn raise(ty: u32, dev: u32, sector: u64, arg: u64, flags: u32) {
+    let time_ns = ktime_ns();
+    let mut r = EVENTS.lock();
+    let seq = r.next;
+    r.next += 1;
+    let idx = ((seq - 1) % RING as u64) as usize;
+    if seq > RING as u64 {
+        r.lost += 1;
+    }
+    if let Some(slot) = r.events.get_mut(idx) {
+        *slot = uapi::dmr_event { seq, time_ns, type_: ty, dev, sector, arg, flags, reserved: 0 };
+    }
+}
+
+/// Copy events with `seq >= since` into `out` (at most its capacity), oldest first. Returns
+/// (next sequence to ask for, oldest sequence still held, events lost so far).
+pub(crate) fn read(since: u64, out: &mut KVec<uapi::dmr_event>) -> (u64, u64, u64) {
+    let max = out.capacity();
+    let r = EVENTS.lock();
+    let oldest = r.oldest();
+    let mut seq = since.max(oldest);
+    while seq < r.next && out.len() < max {
+        let idx = ((seq - 1) % RING as u64) as usize;
+        match r.events.get(idx) {
+            // Capacity was reserved by the caller: this push does not allocate.
+            Some(e) => {
+                if out.push_within_capacity(*e).is_err() {
+                    break;
+                }
+            }
+            None => break,
+        }
+        seq += 1;
+    }
+    (seq, oldest, r.lost)
+}
