@@ -91,6 +91,12 @@ pub(crate) fn cond_resched() {
     unsafe { raw::dmr_cond_resched() }
 }
 
+/// Number of the CPU running the caller (may change right after; callers use it as a hint).
+pub(crate) fn current_cpu() -> u32 {
+    // SAFETY: `raw_smp_processor_id` has no preconditions.
+    unsafe { raw::dmr_current_cpu() }
+}
+
 /// Monotonic clock in nanoseconds. Any context.
 pub(crate) fn ktime_ns() -> u64 {
     // SAFETY: `ktime_get_ns` has no preconditions.

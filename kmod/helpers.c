@@ -96,6 +96,11 @@ void dmr_cond_resched(void)
 	cond_resched();
 }
 
+unsigned int dmr_current_cpu(void)
+{
+	return raw_smp_processor_id();
+}
+
 u64 dmr_ktime_ns(void)
 {
 	return ktime_get_ns();

@@ -32,6 +32,7 @@ int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len,
 int dmr_dev_flush(struct dm_dev *dev);
 void dmr_cond_resched(void);
 u64 dmr_ktime_ns(void);
+unsigned int dmr_current_cpu(void);
 dev_t dmr_target_devt(struct dm_target *ti);
 bool dmr_bio_dev_is(const struct bio *bio, const struct dm_dev *dev);
 

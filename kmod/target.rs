@@ -61,12 +61,22 @@ struct Stats {
     held_bios: AtomicU64,
 }
 
+/// Per-CPU counter slots of the bio gate.
+const COUNTER_SLOTS: usize = 32;
+
+/// One counter on its own cache line.
+#[repr(C, align(64))]
+struct CounterSlot(AtomicU64);
+
 /// Bio counting for block moves (see the module documentation).
 struct Gate {
     /// Block being moved, plus one; 0 when none.
     moving: AtomicU64,
     epoch: AtomicU64,
-    inflight: [AtomicU64; 2],
+    /// Bios in flight per epoch, spread over per-CPU slots (one cache line each) so that
+    /// counting does not bounce a shared line between CPUs. A bio may leave on another CPU than
+    /// it entered on: slots wrap, only the (wrapping) sum over an epoch's slots is meaningful.
+    inflight: KBox<[[CounterSlot; COUNTER_SLOTS]; 2]>,
     held: Pin<KBox<SpinLock<BioList>>>,
 }
 
@@ -74,14 +84,25 @@ impl Gate {
     /// Count a bio in the current epoch; returns its tag (epoch + 1).
     fn enter(&self) -> u64 {
         let e = self.epoch.load(SeqCst) & 1;
-        self.inflight[e as usize].fetch_add(1, SeqCst);
+        self.slot(e).fetch_add(1, SeqCst);
         e + 1
+    }
+
+    fn slot(&self, epoch: u64) -> &AtomicU64 {
+        let cpu = crate::dm::current_cpu() as usize % COUNTER_SLOTS;
+        // Both indices are in range: `epoch` is 0 or 1, `cpu` is reduced modulo the slot count.
+        &self.inflight[(epoch & 1) as usize][cpu].0
+    }
+
+    /// Bios in flight in `epoch`.
+    fn in_flight(&self, epoch: u64) -> u64 {
+        self.inflight[(epoch & 1) as usize].iter().fold(0u64, |acc, c| acc.wrapping_add(c.0.load(SeqCst)))
     }
 
     /// Uncount a bio entered with `tag`.
     fn leave(&self, tag: u64) {
         if tag == 1 || tag == 2 {
-            self.inflight[(tag - 1) as usize].fetch_sub(1, SeqCst);
+            self.slot(tag - 1).fetch_sub(1, SeqCst);
         }
     }
 }
@@ -182,6 +203,8 @@ impl Target for RemapTarget {
         let held = KBox::pin_init(new_spinlock!(BioList::new(), "dm_remap:held"), GFP_KERNEL)
             .map_err(nomem(c"Cannot allocate target context"))?;
         let index = RcuIndex::new().map_err(nomem(c"Cannot allocate the remap index"))?;
+        let inflight = KBox::new([const { [const { CounterSlot(AtomicU64::new(0)) }; COUNTER_SLOTS] }; 2], GFP_KERNEL)
+            .map_err(|_| CtrError { msg: c"Cannot allocate target context", err: ENOMEM })?;
 
         // One empty flush per underlying device: flushes reach main and spare.
         ctx.set_num_flush_bios(2);
@@ -207,7 +230,7 @@ impl Target for RemapTarget {
             gate: Gate {
                 moving: AtomicU64::new(0),
                 epoch: AtomicU64::new(0),
-                inflight: [AtomicU64::new(0), AtomicU64::new(0)],
+                inflight,
                 held,
             },
             stats: Stats::default(),
@@ -529,7 +552,7 @@ impl RemapTarget {
     fn start_move(&self, block: u64) {
         self.gate.moving.store(block + 1, SeqCst);
         let old = self.gate.epoch.fetch_add(1, SeqCst) & 1;
-        while self.gate.inflight[old as usize].load(SeqCst) != 0 {
+        while self.gate.in_flight(old) != 0 {
             kernel::time::delay::fsleep(kernel::time::Delta::from_micros(200));
         }
     }
