@@ -117,4 +117,125 @@ struct dmr_events {
 
 #define DMR_IOC_EVENTS  _IOWR(DMR_IOCTL_MAGIC, 0x02, struct dmr_events)
 
+/*
+ * ============================================================================================
+ * On-disk metadata (on the spare device)
+ * ============================================================================================
+ *
+ * Implemented once, in core/src/metadata.rs (kernel module and userspace share that code).
+ * All integers are little-endian; all positions are in 512-byte sectors from the start of the
+ * spare; every metadata block is 4096 bytes and 4096-byte aligned.
+ *
+ * Layout of a spare of S sectors (E = S rounded down to a multiple of 8):
+ *
+ *   sector 0             copy A: superblock, then record blocks 0..R-1 (meta_sectors in all)
+ *   meta_a_start + meta_sectors .. data_start   padding up to a multiple of max(block, 4 KiB)
+ *   data_start           data area: data_slots slots of block_size bytes (slot n at
+ *                        data_start + n * block_size / 512)
+ *   .. meta_b_start      unused gap
+ *   meta_b_start         copy B: record blocks 0..R-1, then its superblock
+ *   E - 8                copy B's superblock: the last whole 4 KiB block of the spare
+ *
+ * R = ceil(record_capacity / DMR_MD_RECORDS_PER_BLOCK); record_capacity = data_slots plus an
+ * allowance for pending records chosen at format time; data_slots is the largest count for
+ * which  data_start + data_slots * block_sectors + meta_sectors <= E. The metadata copies and the
+ * data area never overlap. Both superblocks can be found from the spare's size alone.
+ *
+ * A copy ("commit") is its superblock plus the first ceil(nr_records / 252) record blocks; the
+ * rest of the record area is ignored. Records are sorted by main block number, strictly
+ * increasing, across the blocks of a copy. A commit writes a whole copy with seq = N + 1 over
+ * the copy NOT holding the newest valid seq N (ping-pong), so the other copy stays intact.
+ *
+ * A copy is valid when: its superblock is valid (every field below checked, crc over the whole
+ * block), and each of its record blocks has the right magic, crc, the superblock's seq and uuid,
+ * its copy id, its own index, the expected count (252 except in the last block), zero reserved
+ * bytes and zero unused entries; every record has a known state, a block number below the main
+ * device's block count, a slot inside the data area used by no other record of the copy; the
+ * counts match nr_remapped/nr_pending; and the crc32c over the record blocks' crc fields (each
+ * as 4 little-endian bytes, in index order) equals records_crc. Loading validates both copies,
+ * uses the valid one with the highest seq (A on a tie) and reports the other as bad if it is
+ * not valid. A spare whose two superblock blocks are all zeros is blank (may be formatted);
+ * anything else without a valid copy is damaged and is never formatted over.
+ * The next commit uses a seq above every superblock whose magic and crc are intact.
+ *
+ * crc fields: CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, initial value and final
+ * xor 0xFFFFFFFF) of the whole 4096-byte block with the crc field itself taken as zero.
+ */
+#define DMR_MD_VERSION            1
+#define DMR_MD_SB_MAGIC           0x4D524D44U /* bytes "DMRM" on disk */
+#define DMR_MD_RB_MAGIC           0x52524D44U /* bytes "DMRR" on disk */
+#define DMR_MD_BLOCK_SIZE         4096
+#define DMR_MD_COPY_A             0x41U       /* 'A' */
+#define DMR_MD_COPY_B             0x42U       /* 'B' */
+#define DMR_MD_RECORDS_PER_BLOCK  252
+#define DMR_MD_UUID_LEN           16
+#define DMR_MD_MAIN_ID_LEN        64
+
+/* dmr_md_record.state_slot: state in bits 63..56, slot in bits 55..0. */
+#define DMR_MD_STATE_SHIFT        56
+#define DMR_MD_STATE_REMAPPED     1ULL        /* block lives in spare slot (bits 55..0) */
+#define DMR_MD_STATE_PENDING      2ULL        /* unreadable block without a slot; bits 55..0 = 0 */
+#define DMR_MD_SLOT_MASK          ((1ULL << DMR_MD_STATE_SHIFT) - 1)
+
+/* Feature bits: none are defined in version 1. Unknown incompat bits make a copy invalid;
+ * unknown compat bits are ignored. */
+#define DMR_MD_FEATURES_INCOMPAT_SUPPORTED 0U
+
+/*
+ * Superblock: 4096 bytes; copy A at sector 0, copy B at sector E - 8.
+ * Identical in both copies except copy, seq, the counts and records_crc.
+ */
+struct dmr_md_superblock {
+	__le32 magic;             /* 0x000 DMR_MD_SB_MAGIC */
+	__le32 crc;               /* 0x004 crc32c of the block with this field zero */
+	__le32 version;           /* 0x008 DMR_MD_VERSION */
+	__le32 copy;              /* 0x00c DMR_MD_COPY_A or DMR_MD_COPY_B: must match location */
+	__le64 seq;               /* 0x010 commit sequence number, > 0, increases per commit */
+	__le32 features_compat;   /* 0x018 */
+	__le32 features_incompat; /* 0x01c must be within DMR_MD_FEATURES_INCOMPAT_SUPPORTED */
+	__u8   uuid[16];          /* 0x020 UUID of the remap set, not all zero */
+	__le64 main_sectors;      /* 0x030 size of the main device, > 0 */
+	__le64 main_offset;       /* 0x038 main sector of remap block 0 (table <main_offset>), < main_sectors */
+	__u8   main_id[64];       /* 0x040 main device identity (serial, WWN or a name), 1..64
+	                           *       bytes, NUL-padded, no NUL inside */
+	__le32 block_size;        /* 0x080 remap block = slot size in bytes, power of two, 512..1 MiB */
+	__le32 md_block_size;     /* 0x084 DMR_MD_BLOCK_SIZE */
+	__le64 spare_sectors;     /* 0x088 size of the spare at format time; must equal its size */
+	__le64 meta_a_start;      /* 0x090 first sector of copy A: 0 */
+	__le64 meta_b_start;      /* 0x098 first sector of copy B: E - meta_sectors */
+	__le64 meta_sectors;      /* 0x0a0 sectors of each copy: 8 * (1 + R) */
+	__le64 data_start;        /* 0x0a8 first sector of the data area */
+	__le64 data_slots;        /* 0x0b0 slots in the data area, >= 1, <= 2^56 */
+	__le64 record_capacity;   /* 0x0b8 records a copy can hold, >= data_slots */
+	__le64 nr_records;        /* 0x0c0 records in this copy, <= record_capacity, <= main blocks */
+	__le64 nr_remapped;       /* 0x0c8 of which remapped, <= data_slots */
+	__le64 nr_pending;        /* 0x0d0 of which pending; nr_remapped + nr_pending = nr_records */
+	__le32 records_crc;       /* 0x0d8 crc32c over the record blocks' crc fields, in order */
+	__le32 record_blocks;     /* 0x0dc ceil(nr_records / 252): record blocks in this copy */
+	__le64 reserved[484];     /* 0x0e0 zero */
+};                                /* 0x1000 */
+
+/* Record: 16 bytes. */
+struct dmr_md_record {
+	__le64 block;             /* 0x0 main block number (units of block_size from main_offset) */
+	__le64 state_slot;        /* 0x8 DMR_MD_STATE_* << 56 | slot */
+};
+
+/*
+ * Record block: 4096 bytes; record block i of copy A at sector 8 + 8 * i, of copy B at
+ * meta_b_start + 8 * i.
+ */
+struct dmr_md_record_block {
+	__le32 magic;             /* 0x000 DMR_MD_RB_MAGIC */
+	__le32 crc;               /* 0x004 crc32c of the block with this field zero */
+	__le64 seq;               /* 0x008 seq of the superblock of the same commit */
+	__u8   uuid[16];          /* 0x010 uuid of the set */
+	__le32 copy;              /* 0x020 DMR_MD_COPY_A or DMR_MD_COPY_B */
+	__le32 index;             /* 0x024 i: position of the block in its copy */
+	__le32 count;             /* 0x028 records used: min(252, nr_records - 252 * i) */
+	__le32 reserved0;         /* 0x02c zero */
+	__le64 reserved[2];       /* 0x030 zero */
+	struct dmr_md_record records[252]; /* 0x040 entries past count are zero */
+};                                /* 0x1000 */
+
 #endif /* _UAPI_LINUX_DM_REMAP_H */

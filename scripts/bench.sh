@@ -3,26 +3,37 @@
 #   kernel   in-kernel alloc/lookup/insert/noop (release kernel, MTTCG) + the same core code
 #            natively under criterion
 #   io       fio 4K random IOPS, dm-remap vs dm-linear, null_blk and NVMe, 0 and 100K remaps
+#   nvme     `dmremap nvme bench` scrape cycles over ten emulated NVMe controllers (cold and warm
+#            type cache, p50/p99, allocations per cycle)
 source "$(dirname "$0")/lib.sh"
-name=${1:?usage: bench.sh kernel|io}
+name=${1:?usage: bench.sh kernel|io|nvme}
 mkdir -p "$ROOT/target/bench"
 out=$ROOT/target/bench/$name.json
 case "$name" in
-kernel|io) ;;
-*) die "unknown benchmark '$name' (have: kernel, io)" ;;
+kernel|io|nvme) ;;
+*) die "unknown benchmark '$name' (have: kernel, io, nvme)" ;;
 esac
-"$ROOT/tests/vm/run.sh" --flavour release --suite bench --echo "bench_$name"
+scen=("bench_$name")
+[ "$name" = io ] && scen=(bench_io_nullb bench_io_nvme)
+[ "$name" = kernel ] && scen=(bench_kernel bench_kernel_icount)
+"$ROOT/tests/vm/run.sh" --flavour release --suite bench --echo "${scen[@]}"
 log=$ROOT/target/vm-test/bench-release/guest.log
 case "$name" in
 kernel)
 	line=$(grep -a '^@@BENCH kernel ' "$log" | tail -n1) || die "no result in $log"
 	vm=${line#@@BENCH kernel }
 	(cd "$ROOT" && cargo bench -q -p dmremap-core --bench engine -- --noplot >/dev/null 2>&1) || die "criterion bench failed"
-	python3 "$ROOT/scripts/bench_report.py" kernel "$vm" "$ROOT/target/criterion" > "$out"
+	ic=$(grep -a '^@@BENCH kernel-icount ' "$log" | tail -n1) || die "no icount result in $log"
+	python3 "$ROOT/scripts/bench_report.py" kernel "$vm" "$ROOT/target/criterion" "${ic#@@BENCH kernel-icount }" > "$out"
 	;;
 io)
-	line=$(grep -a '^@@BENCH io-raw ' "$log" | tail -n1) || die "no result in $log"
-	python3 "$ROOT/scripts/bench_report.py" io "${line#@@BENCH io-raw }" > "$out"
+	a=$(grep -a '^@@BENCH io-raw-nullb ' "$log" | tail -n1) || die "no null_blk result in $log"
+	b=$(grep -a '^@@BENCH io-raw-nvme ' "$log" | tail -n1) || die "no NVMe result in $log"
+	python3 "$ROOT/scripts/bench_report.py" io "${a#@@BENCH io-raw-nullb }" "${b#@@BENCH io-raw-nvme }" > "$out"
+	;;
+nvme)
+	line=$(grep -a '^@@BENCH nvme ' "$log" | tail -n1) || die "no result in $log"
+	python3 "$ROOT/scripts/bench_report.py" nvme "${line#@@BENCH nvme }" > "$out"
 	;;
 esac
 log "wrote $out"

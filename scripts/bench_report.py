@@ -6,8 +6,12 @@ import statistics
 import sys
 
 
-def kernel(vm_json, criterion_dir):
+def kernel(vm_json, criterion_dir, icount_json=None):
     vm = json.loads(vm_json)
+    if icount_json:
+        ic = json.loads(icount_json)
+        vm["icount"] = {"environment": "same in-kernel benchmark in an icount VM (1 vCPU): guest ns = instructions executed, so values are instructions per operation",
+                        "unit": "instructions", "results": ic["results"]}
     native = []
     for root, _dirs, files in os.walk(criterion_dir):
         if "estimates.json" in files and os.path.basename(root) == "new":
@@ -27,8 +31,8 @@ def kernel(vm_json, criterion_dir):
     return vm
 
 
-def io(raw):
-    cases = json.loads(raw)
+def io(raw_nullb, raw_nvme):
+    cases = json.loads(raw_nullb) + json.loads(raw_nvme)
     results, ratio = [], {}
     for c in cases:
         lin, rmp = c["linear_iops"], c["remap_iops"]
@@ -43,12 +47,33 @@ def io(raw):
         }
         results.append(entry)
         ratio[c["case"]] = entry["ratio_mean"]
-    return {"bench": "io", "unit": "IOPS", "method": "fio 4K libaio qd16, dm-linear and dm-remap over the same device, runs interleaved, release kernel under QEMU MTTCG",
+    return {"bench": "io", "unit": "IOPS",
+            "method": "fio 4K libaio qd16, dm-linear and dm-remap over the same device, runs interleaved with alternating order, release kernel; "
+                      "null_blk cases in an icount VM (1 vCPU, guest time = instructions: ratios measure the target's CPU cost), "
+                      "NVMe cases under MTTCG with 2 vCPUs (end to end; with remaps, remapped reads go to the virtio spare)",
             "goal_ratio": 0.97, "results": results, "ratio": ratio}
+
+
+def nvme(raw):
+    doc = json.loads(raw)
+    goal_us = 5000
+    doc["environment"] = ("dmremap nvme bench on the release kernel under QEMU TCG (MTTCG, 2 vCPUs), "
+                          f"{doc['controllers']} emulated NVMe controllers; microseconds per scrape cycle")
+    doc["goal_p50_us"] = goal_us
+    doc["goal_met"] = {r["case"]: r["p50"] <= goal_us for r in doc["results"]}
+    # Share of each cycle spent in sysfs discovery rather than in admin commands.
+    doc["discovery_share_p50"] = {r["case"]: round(r["discovery_p50"] / r["p50"], 3) if r["p50"] else None
+                                  for r in doc["results"]}
+    return doc
 
 
 if __name__ == "__main__":
     kind = sys.argv[1]
-    doc = kernel(sys.argv[2], sys.argv[3]) if kind == "kernel" else io(sys.argv[2])
+    if kind == "kernel":
+        doc = kernel(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
+    elif kind == "nvme":
+        doc = nvme(sys.argv[2])
+    else:
+        doc = io(sys.argv[2], sys.argv[3])
     json.dump(doc, sys.stdout, indent=1)
     print()

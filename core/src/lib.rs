@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod crc32c;
+pub mod metadata;
 pub mod nvme;
 pub mod remap;
 pub mod table;

@@ -1,12 +1,15 @@
 # fio 4K random read/write IOPS of dm-remap vs dm-linear over the same device, interleaved and
-# repeated, with 0 and 100K remaps, over null_blk (the target's own cost) and emulated NVMe.
-# suite: bench
+# repeated, with 0 and 100K remaps. DISKS=nullb runs over null_blk (the target's own CPU cost;
+# meant for an icount VM, where guest time is instructions executed), DISKS=nvme over emulated
+# NVMe with a virtio spare (end to end, MTTCG). bench_io_nullb.sh / bench_io_nvme.sh set DISKS.
+# suite: lib
 # timeout: 3600
 # kernel-args: null_blk.nr_devices=2 null_blk.gb=1 null_blk.irqmode=0 null_blk.queue_mode=2
 . /scenarios/lib.sh
 load_module
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-3}
+DISKS=${DISKS:-nullb nvme}
 SIZE_SECTORS=$((1024 * 2048))   # 1 GiB
 fio_iops() { # DEV RW -> IOPS
 	fio --name=b --filename="$1" --direct=1 --ioengine=libaio --iodepth=16 --rw="$2" --bs=4k \
@@ -20,7 +23,7 @@ add_remaps() { # DEV: 100 runs of 1000 blocks spread over the device
 	done
 }
 results=""
-for disk in nullb nvme; do
+for disk in $DISKS; do
 	if [ $disk = nullb ]; then main=/dev/nullb0 spare=/dev/nullb1; else main=$MAIN spare=$SPARE; fi
 	[ -b "$main" ] || fail "$main missing"
 	for remaps in 0 100000; do
@@ -46,4 +49,4 @@ for disk in nullb nvme; do
 	done
 done
 dmsetup remove_all
-echo "@@BENCH io-raw [${results%,}]"
+echo "@@BENCH io-raw-$(echo $DISKS | tr ' ' '-') [${results%,}]"

@@ -1,7 +1,7 @@
 # Helpers for scenario scripts (busybox sh). Source as: . /scenarios/lib.sh
 set -u
 MAIN=/dev/nvme0n1      # emulated NVMe, 1 GiB
-SPARE=/dev/vda         # virtio-blk, 256 MiB
+SPARE=/dev/vda         # virtio-blk, 1 GiB
 SPARE2=/dev/vdb        # virtio-blk, 256 MiB
 MODULE=/lib/modules/dm_remap.ko
 
@@ -52,3 +52,30 @@ write_at() {
 msg() { d=$1; shift; dmsetup message "$d" 0 "$@"; }
 # field DEV N: field N of the status INFO (after "start len remap").
 field() { dmsetup status "$1" | awk -v n="$2" '{print $(n + 3)}'; }
+# host_do COMMAND ARGS...: ask the host harness to act on this VM (commands: see tests/vm/run.py,
+# e.g. `host_do qom-set /machine/peripheral/nvme3 smart_critical_warning 4`) and wait for its
+# answer on the console input. Prints what follows "ok" in the answer (e.g. qom-get's value);
+# fails with the host's message on an error or after HOST_TIMEOUT seconds (default 60) without one.
+# The request is repeated every 10 s; the host answers a repeated request without redoing it.
+host_do() {
+	# A random id: a counter would repeat when host_do runs in a subshell, as in $(host_do ...).
+	_hid=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+	[ -n "$_hid" ] || { echo "host_do: no random id" >&2; return 1; }
+	_end=$(($(date +%s) + ${HOST_TIMEOUT:-60}))
+	_next=0
+	while :; do
+		_now=$(date +%s)
+		[ "$_now" -lt "$_end" ] || { echo "host_do $*: no answer from the host" >&2; return 1; }
+		if [ "$_now" -ge "$_next" ]; then
+			echo "@@HOST $_hid $*" > /dev/console
+			_next=$((_now + 10))
+		fi
+		IFS= read -r -t 1 _line < /dev/console || continue
+		_line=$(echo "$_line" | tr -d '\r')
+		case "$_line" in
+		"@@ACK $_hid ok") return 0 ;;
+		"@@ACK $_hid ok "*) echo "${_line#"@@ACK $_hid ok "}"; return 0 ;;
+		"@@ACK $_hid error"*) echo "host_do $*: ${_line#"@@ACK $_hid error "}" >&2; return 1 ;;
+		esac
+	done
+}

@@ -34,6 +34,7 @@ base=$CACHE/initramfs/base-$key.cpio
 if [ ! -f "$base" ]; then
 	log "building base initramfs ($base)"
 	stagedir=$(mktemp -d)
+	chmod 755 "$stagedir"
 	trap 'rm -rf "$stagedir"' EXIT
 	mkdir -p "$stagedir"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,dev,proc,sys,tmp,mnt,run,root,etc,var/tmp}
 	cp /bin/busybox "$stagedir/bin/busybox"
@@ -58,6 +59,7 @@ fi
 
 # Overlay: /init, scenarios, the module and our binaries, plus extra files from the arguments.
 ov=$(mktemp -d)
+chmod 755 "$ov"
 trap 'rm -rf "$ov"' EXIT
 mkdir -p "$ov/scenarios" "$ov/lib/modules" "$ov/usr/local/bin"
 install -m 0755 "$ROOT/tests/vm/init" "$ov/init"

@@ -5,19 +5,30 @@ Each scenario is tests/scenarios/<name>.sh. Header comments configure it:
     # timeout: <seconds>      guest run time allowed (default 300)
     # vm: <profile>           disk layout (see PROFILES; default "default")
     # kernel-args: <args>     extra kernel command line (e.g. kmemleak=on)
-    # suite: <name>           "test" (default) or "demo"
+    # suite: <name>           "test" (default), "demo" or "bench"
+    # clock: mttcg|icount     icount: one vCPU, guest time = instructions executed (repeatable)
 
 Scenarios with the same VM settings share one boot; /init prints markers around each one. A
 scenario fails if its script exits non-zero, if it overruns its timeout (the VM is killed and the
 remaining scenarios run in a new VM), or if the kernel logs an oops, BUG, WARNING, KASAN, lockdep
 or kmemleak report while it runs. Reports outside any scenario (boot, shutdown) fail the run.
+
+Host actions: a scenario can ask the host to act on its VM by printing a console line
+    @@HOST <id> <command> <args...>
+The harness runs the command and answers on the guest's serial input with `@@ACK <id> ok [<value>]`
+or `@@ACK <id> error <message>` (tests/scenarios/lib.sh: host_do). A repeated <id> gets the first
+answer again without running the command twice. Commands (over QMP):
+    qom-set <path> <property> <value>    e.g. qom-set /machine/peripheral/nvme3 smart_critical_warning 4
+    qom-get <path> <property>            answers `ok <value>` (JSON)
 """
 
 import argparse
+import json
 import os
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -27,13 +38,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCEN_DIR = os.path.join(ROOT, "tests", "scenarios")
 
 MiB = 1 << 20
-# Disk layouts: (kind, id, size in MiB, extra device properties).
+
+
+def _nvme10():
+    """Ten NVMe controllers (serials DMRNV00..DMRNV09) on small sparse images. nvme3, nvme6 and
+    nvme9 have two namespaces each (64 MiB nsid 1, 32 MiB nsid 2; nvme6's nsid 2 uses 4 KiB
+    logical blocks): 13 namespaces in all."""
+    disks = []
+    for i in range(10):
+        ctrl, serial = f"nvme{i}", f"serial=DMRNV{i:02d}"
+        if i in (3, 6, 9):
+            lbs = ",logical_block_size=4096,physical_block_size=4096" if i == 6 else ""
+            disks += [
+                ("nvme-ctrl", ctrl, 0, serial),
+                ("nvme-ns", f"{ctrl}n1", 64, f"bus={ctrl},nsid=1"),
+                ("nvme-ns", f"{ctrl}n2", 32, f"bus={ctrl},nsid=2{lbs}"),
+            ]
+        else:
+            disks.append(("nvme", ctrl, 64, serial))
+    return disks
+
+
+# Disk layouts: (kind, id, size in MiB, extra device properties). Kinds: "nvme" (a controller with
+# one namespace on its own image), "virtio" (virtio-blk), "nvme-ctrl" (a controller without a
+# drive; no image) and "nvme-ns" (a namespace with its own image on an earlier controller, named by
+# bus=<controller id>).
 PROFILES = {
     "default": [
         ("nvme", "nvme0", 1024, "serial=DMRMAIN0"),
-        ("virtio", "vspare0", 256, ""),
+        ("virtio", "vspare0", 1024, ""),
         ("virtio", "vspare1", 256, ""),
     ],
+    "nvme10": _nvme10(),
 }
 
 TIMEOUT = object()
@@ -48,7 +84,7 @@ BAD_KERNEL = re.compile(
 
 
 def parse_header(path):
-    cfg = {"timeout": 300, "vm": "default", "kernel-args": "", "suite": "test"}
+    cfg = {"timeout": 300, "vm": "default", "kernel-args": "", "suite": "test", "clock": "mttcg"}
     with open(path) as f:
         for line in f:
             if not line.startswith("#"):
@@ -59,6 +95,8 @@ def parse_header(path):
             if m and m.group(1) in cfg:
                 cfg[m.group(1)] = m.group(2).strip()
     cfg["timeout"] = int(cfg["timeout"])
+    if cfg["clock"] not in ("mttcg", "icount"):
+        raise SystemExit(f"{path}: clock must be mttcg or icount")
     if cfg["vm"] not in PROFILES:
         raise SystemExit(f"{path}: unknown vm profile '{cfg['vm']}'")
     return cfg
@@ -81,20 +119,25 @@ def discover(suite, names):
 class VM:
     """One QEMU guest; its serial console is read line by line by a thread."""
 
-    def __init__(self, args, workdir, profile, kernel_args, scenarios, log):
+    def __init__(self, args, workdir, profile, kernel_args, scenarios, log, clock="mttcg"):
         self.log = log
         os.makedirs(workdir, exist_ok=True)
         self.workdir = workdir
         cmd = [
             args.qemu, "-nodefaults", "-display", "none", "-no-reboot",
             "-machine", "q35", "-cpu", "max",
-            "-accel", "tcg,thread=multi", "-smp", str(args.smp), "-m", str(args.mem),
+            *(["-accel", "tcg", "-icount", "shift=0,sleep=off", "-smp", "1"] if clock == "icount"
+              else ["-accel", "tcg,thread=multi", "-smp", str(args.smp)]),
+            "-m", str(args.mem),
             "-kernel", args.kernel, "-initrd", args.initrd,
             "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
             "-qmp", f"unix:{os.path.join(workdir, 'qmp.sock')},server=on,wait=off",
             "-device", "virtio-rng-pci",
         ]
         for kind, dev_id, size, props in PROFILES[profile]:
+            if kind == "nvme-ctrl":
+                cmd += ["-device", f"nvme,id={dev_id}" + (f",{props}" if props else "")]
+                continue
             img = os.path.join(workdir, f"{dev_id}.img")
             with open(img, "wb") as f:
                 f.truncate(size * MiB)
@@ -104,6 +147,8 @@ class VM:
             ]
             if kind == "nvme":
                 cmd += ["-device", f"nvme,id={dev_id},drive={dev_id}-raw" + (f",{props}" if props else "")]
+            elif kind == "nvme-ns":
+                cmd += ["-device", f"nvme-ns,id={dev_id},drive={dev_id}-raw" + (f",{props}" if props else "")]
             else:
                 cmd += ["-device", f"virtio-blk-pci,id={dev_id},drive={dev_id}-raw" + (f",{props}" if props else "")]
         append = (
@@ -116,6 +161,7 @@ class VM:
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
         )
         self.lines = queue.Queue()
+        self.answers = {}       # host-action id -> answer already sent
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -148,6 +194,69 @@ class VM:
         except queue.Empty:
             return TIMEOUT
 
+    def qmp(self, command, arguments=None):
+        """Run one QMP command on this VM's monitor; returns its result, raises RuntimeError."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(os.path.join(self.workdir, "qmp.sock"))
+            f = s.makefile("rwb", buffering=0)
+
+            def recv():
+                while True:
+                    raw = f.readline()
+                    if not raw:
+                        raise RuntimeError("QMP connection closed")
+                    msg = json.loads(raw)
+                    if "event" not in msg:
+                        return msg
+
+            def execute(cmd, args=None):
+                req = {"execute": cmd}
+                if args:
+                    req["arguments"] = args
+                f.write(json.dumps(req).encode() + b"\n")
+                reply = recv()
+                if "error" in reply:
+                    raise RuntimeError(f"{cmd}: {reply['error'].get('desc', reply['error'])}")
+                return reply.get("return")
+
+            if "QMP" not in recv():
+                raise RuntimeError("no QMP greeting")
+            execute("qmp_capabilities")
+            return execute(command, arguments)
+
+    def host_action(self, line):
+        """Perform a `@@HOST <id> <command> <args...>` request and answer on the serial input."""
+        parts = line.split()
+        if len(parts) < 3:
+            return
+        req_id, command, args = parts[1], parts[2], parts[3:]
+        if req_id not in self.answers:
+            try:
+                if command == "qom-set" and len(args) == 3:
+                    path, prop, value = args
+                    if re.fullmatch(r"-?\d+", value):
+                        value = int(value)
+                    elif re.fullmatch(r"0x[0-9a-fA-F]+", value):
+                        value = int(value, 16)
+                    elif value in ("true", "false"):
+                        value = value == "true"
+                    self.qmp("qom-set", {"path": path, "property": prop, "value": value})
+                    answer = "ok"
+                elif command == "qom-get" and len(args) == 2:
+                    answer = "ok " + json.dumps(self.qmp("qom-get", {"path": args[0], "property": args[1]}))
+                else:
+                    answer = f"error unknown host action: {' '.join(parts[2:])}"
+            except (OSError, RuntimeError, ValueError) as e:
+                answer = f"error {e}"
+            self.answers[req_id] = " ".join(answer.split())
+            self.log.write(f"==== host action {req_id}: {' '.join(parts[2:])} -> {self.answers[req_id]}\n")
+        try:
+            self.proc.stdin.write(f"@@ACK {req_id} {self.answers[req_id]}\n".encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass    # QEMU is gone; the line loop sees EOF
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -160,7 +269,7 @@ class VM:
             self.kill()
 
 
-def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo):
+def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo, clock="mttcg"):
     """Run scenarios [(name, cfg)] in as few boots as needed. Appends to results."""
 
     def add(name, ok, why, secs):
@@ -174,7 +283,7 @@ def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo):
         names = [n for n, _ in pending]
         workdir = os.path.join(args.out, f"vm{group_idx}-{boot}")
         log.write(f"==== boot {group_idx}.{boot}: {' '.join(names)}\n")
-        vm = VM(args, workdir, profile, kernel_args, names, log)
+        vm = VM(args, workdir, profile, kernel_args, names, log, clock)
         current = None          # scenario running now
         cur_lines = []
         cur_bad = []
@@ -206,6 +315,8 @@ def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo):
                     add(f"boot[{','.join(names)}]", False, "VM exited before finishing", 0.0)
                     pending = []
                 break
+            if line.startswith("@@HOST "):
+                vm.host_action(line)
             if echo and not KERNEL_LINE.match(line) and not line.startswith("@@DMR"):
                 print(line, flush=True)
             if KERNEL_LINE.match(line) and BAD_KERNEL.search(line):
@@ -275,7 +386,7 @@ def main():
     # Group consecutive scenarios by VM settings, keeping the order.
     groups = []
     for name, cfg in scen:
-        key = (cfg["vm"], cfg["kernel-args"])
+        key = (cfg["vm"], cfg["kernel-args"], cfg["clock"])
         if groups and groups[-1][0] == key:
             groups[-1][1].append((name, cfg))
         else:
@@ -284,8 +395,8 @@ def main():
     t0 = time.monotonic()
     log_path = os.path.join(args.out, "guest.log")
     with open(log_path, "w") as log:
-        for i, ((profile, kargs), group) in enumerate(groups):
-            run_group(args, i, profile, kargs, group, results, log, args.echo)
+        for i, ((profile, kargs, clock), group) in enumerate(groups):
+            run_group(args, i, profile, kargs, group, results, log, args.echo, clock)
     passed = sum(1 for r in results if r[1])
     failed = len(results) - passed
     print(f"guest log: {log_path} ({time.monotonic() - t0:.0f} s)")

@@ -21,6 +21,10 @@ for b in dmremap dmremapd; do
 	[ -x "$ROOT/target/release/$b" ] && extra+=("$ROOT/target/release/$b=/usr/local/bin/$b")
 done
 out=$ROOT/target/vm-test/$suite-$flavour
+# One run per suite and flavour at a time: they share the output directory.
+mkdir -p "$(dirname "$out")"
+exec 8>"$out.lock"
+flock 8
 rm -rf "$out"; mkdir -p "$out"
 stage initramfs "$ROOT/tests/vm/mkinitramfs.sh" "$out/initramfs.cpio" "${extra[@]}"
 t0=$SECONDS

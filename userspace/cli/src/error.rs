@@ -3,10 +3,11 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | the operation failed on the device or the system (I/O, ioctl, NVMe status, bad page) |
-//! | 2    | bad command line (reported by the argument parser) |
-//! | 3    | the named device does not exist |
-//! | 4    | the device does not support the operation (e.g. Amazon statistics on another device) |
+//! | 1    | the operation failed on the device or the system (I/O, ioctl, NVMe status, bad page, the kernel refused a table or message, device busy, name taken) |
+//! | 2    | bad command line: reported by the argument parser, or an argument that cannot be right (bad device name, size, offset, sector; a path that is not a block device) |
+//! | 3    | the named device (or process) does not exist: no such device-mapper device, no such path |
+//! | 4    | not supported: the device does not support the operation (e.g. Amazon statistics on another device, a device without a `remap` target), or the kernel lacks what it needs (device-mapper, the `remap` target type: load `dm_remap`) |
+//! | 5    | permission denied (device-mapper and the block devices need root / `CAP_SYS_ADMIN`) |
 
 use std::fmt;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub enum Kind {
     NoDevice,
     /// Exit code 4.
     Unsupported,
+    /// Exit code 5.
+    Permission,
 }
 
 /// An error message (naming the device and the cause) with its exit code.
@@ -43,6 +46,10 @@ impl CliError {
         Self::new(Kind::Failed, msg)
     }
 
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, msg)
+    }
+
     /// Numeric exit code.
     pub fn code(&self) -> u8 {
         match self.kind {
@@ -50,6 +57,7 @@ impl CliError {
             Kind::Usage => 2,
             Kind::NoDevice => 3,
             Kind::Unsupported => 4,
+            Kind::Permission => 5,
         }
     }
 

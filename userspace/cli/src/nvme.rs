@@ -714,6 +714,9 @@ struct CaseResult {
     smart_errors: u64,
     detect_errors: u64,
     cache_hits: u64,
+    /// The discovery part (listing the controllers) of the same cycles.
+    discovery_p50: f64,
+    discovery_p99: f64,
 }
 
 #[derive(Serialize)]
@@ -731,6 +734,8 @@ struct BenchJson {
     budget_us: u64,
     results: Vec<CaseResult>,
     ratio: Ratio,
+    /// Allocations made by one controller discovery (part of every cycle's count).
+    allocs_per_discovery: u64,
 }
 
 fn us(d: Duration) -> f64 {
@@ -753,6 +758,7 @@ fn run_case<T: AdminTransport>(
         scrape(s)?;
     }
     let mut times = Vec::with_capacity(cycles as usize);
+    let mut discovery = Vec::with_capacity(cycles as usize);
     let (mut allocs, mut over, mut smart_err, mut det_err, mut hits, mut ctrls) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0usize);
     for _ in 0..cycles {
@@ -763,6 +769,7 @@ fn run_case<T: AdminTransport>(
         let r = scrape(s)?;
         allocs += alloc_count::allocations() - a0;
         times.push(r.elapsed);
+        discovery.push(r.discovery);
         over += u64::from(r.over_budget);
         ctrls = r.controllers.len();
         for c in &r.controllers {
@@ -778,6 +785,7 @@ fn run_case<T: AdminTransport>(
         }
     }
     times.sort_unstable();
+    discovery.sort_unstable();
     let n = times.len().max(1) as f64;
     let total: Duration = times.iter().sum();
     Ok(CaseResult {
@@ -794,6 +802,8 @@ fn run_case<T: AdminTransport>(
         smart_errors: smart_err,
         detect_errors: det_err,
         cache_hits: hits,
+        discovery_p50: us(percentile(&discovery, 50)),
+        discovery_p99: us(percentile(&discovery, 99)),
     })
 }
 
@@ -802,6 +812,7 @@ fn bench_doc<T: AdminTransport>(
     cycles: u32,
     mode: &'static str,
     budget_us: u64,
+    allocs_per_discovery: u64,
 ) -> Result<(BenchJson, Option<String>), CliError> {
     let mut first_error = None;
     let cold = run_case(&mut s, cycles, true, &mut first_error)?;
@@ -824,6 +835,7 @@ fn bench_doc<T: AdminTransport>(
             warm_over_cold_p99: ratio(warm.p99, cold.p99),
         },
         results: vec![cold, warm],
+        allocs_per_discovery,
     };
     Ok((doc, first_error))
 }
@@ -864,16 +876,24 @@ fn cmd_bench(
         Some(0) => return Err(CliError::new(Kind::Usage, "--simulate must be at least 1")),
         Some(n) => {
             let (t, list) = simulated_fleet(n);
+            // A fixed list is cloned every cycle.
+            let a0 = alloc_count::allocations();
+            drop(list.clone());
+            let discovery_allocs = alloc_count::allocations() - a0;
             bench_doc(
                 Scraper::new(Discovery::Fixed(list), t, cfg),
                 cycles,
                 "simulated",
                 budget_us,
+                discovery_allocs,
             )?
         }
         None => {
             let root = sysfs_root();
-            if discover_all(&root)?.is_empty() {
+            let a0 = alloc_count::allocations();
+            let found = discover_all(&root)?;
+            let discovery_allocs = alloc_count::allocations() - a0;
+            if found.is_empty() {
                 return Err(CliError::new(
                     Kind::NoDevice,
                     format!(
@@ -888,6 +908,7 @@ fn cmd_bench(
                 cycles,
                 "devices",
                 budget_us,
+                discovery_allocs,
             )?
         }
     };
@@ -919,6 +940,16 @@ fn cmd_bench(
             println!(
                 "{:<6} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>14.2} {:>11}",
                 r.case, r.p50, r.p99, r.max, r.mean, r.allocs_per_scrape, r.over_budget
+            );
+        }
+        println!(
+            "{:<6} {:>12} {:>12}   (discovery part of each cycle; {} allocations per discovery)",
+            "", "p50 us", "p99 us", doc.allocs_per_discovery
+        );
+        for r in &doc.results {
+            println!(
+                "{:<6} {:>12.3} {:>12.3}",
+                r.case, r.discovery_p50, r.discovery_p99
             );
         }
         println!("warm/cold p50 ratio: {:.3}", doc.ratio.warm_over_cold_p50);
@@ -1182,7 +1213,7 @@ mod tests {
     fn simulated_bench_reports_cold_and_warm() {
         let (t, list) = simulated_fleet(10);
         let s = Scraper::new(Discovery::Fixed(list), t, ScraperConfig::default());
-        let (doc, first_error) = bench_doc(s, 20, "simulated", 5000).unwrap();
+        let (doc, first_error) = bench_doc(s, 20, "simulated", 5000, 0).unwrap();
         assert!(first_error.is_none(), "{first_error:?}");
         assert_eq!(doc.controllers, 10);
         let cold = &doc.results[0];
@@ -1192,6 +1223,7 @@ mod tests {
         assert_eq!(warm.cache_hits, 20 * 10, "warm cycles always hit");
         assert!(cold.p50 > 0.0 && cold.p50 <= cold.p99 && cold.p99 <= cold.max);
         assert!(cold.min <= cold.p50);
+        assert!(cold.discovery_p50 <= cold.p50 && cold.discovery_p99 <= cold.max);
         assert!(cold.allocs_per_scrape > 0.0);
         assert_eq!((cold.smart_errors, cold.detect_errors), (0, 0));
         let v = serde_json::to_value(&doc).unwrap();
@@ -1206,7 +1238,7 @@ mod tests {
         let (mut t, list) = simulated_fleet(3);
         t.controllers.get_mut("nvme1").unwrap().fail_status = Some(0x4006);
         let s = Scraper::new(Discovery::Fixed(list), t, ScraperConfig::default());
-        let (doc, first_error) = bench_doc(s, 4, "simulated", 5000).unwrap();
+        let (doc, first_error) = bench_doc(s, 4, "simulated", 5000, 0).unwrap();
         assert_eq!(doc.results[0].smart_errors, 4);
         assert_eq!(doc.results[0].detect_errors, 4);
         assert!(first_error.unwrap().starts_with("nvme1: "));

@@ -145,6 +145,8 @@ pub struct CycleReport {
     pub controllers: Vec<ControllerReport>,
     /// Wall time of the cycle.
     pub elapsed: Duration,
+    /// Part of `elapsed` spent listing the controllers (the sysfs walk).
+    pub discovery: Duration,
     /// Budget the cycle was measured against.
     pub budget: Duration,
     /// True if `elapsed > budget`.
@@ -303,6 +305,7 @@ impl<T: AdminTransport> Scraper<T> {
         let start = Instant::now();
         self.cache.cleanup(start);
         let controllers = self.controllers()?;
+        let discovery = start.elapsed();
         let mut reports = Vec::with_capacity(controllers.len());
         for c in controllers {
             reports.push(self.scrape_controller(c, start));
@@ -324,6 +327,7 @@ impl<T: AdminTransport> Scraper<T> {
         Ok(CycleReport {
             controllers: reports,
             elapsed,
+            discovery,
             budget,
             over_budget: over,
         })
@@ -482,6 +486,7 @@ mod tests {
         let mut s = Scraper::new(Discovery::Fixed(list), t, ScraperConfig::default());
         let r = s.scrape_cycle().unwrap();
         assert_eq!(r.controllers.len(), 3);
+        assert!(r.discovery <= r.elapsed);
         let types: Vec<_> = r
             .controllers
             .iter()

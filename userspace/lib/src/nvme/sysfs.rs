@@ -6,6 +6,10 @@
 //! Namespaces are the controller directory's `nvmeXnY` entries (one block device per namespace)
 //! and, with native multipath, its `nvmeXcYnZ` path entries, whose block device is `nvmeXnZ`.
 //! For each namespace `size` (512-byte sectors), `queue/logical_block_size` and `nsid` are read.
+//! The number after `n` in a namespace's name is the kernel's instance number for it, not its
+//! NSID: namespaces are scanned concurrently, so a controller's NSID 2 can be `nvme9n1` and its
+//! NSID 1 `nvme9n2`. The NSID comes from the `nsid` attribute; the name's number is used only
+//! when the attribute is missing.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -69,7 +73,9 @@ pub fn parse_controller_name(name: &str) -> Option<u32> {
     rest.parse().ok()
 }
 
-/// Parse a namespace name `nvmeXnY` or `nvmeXcYnZ`; returns (block device name, nsid).
+/// Parse a namespace name `nvmeXnY` or `nvmeXcYnZ`; returns (block device name, the number
+/// after `n`). That number is the namespace's instance, which usually but not always equals its
+/// NSID (see the module documentation).
 pub fn parse_namespace_name(name: &str) -> Option<(String, u32)> {
     let rest = name.strip_prefix("nvme")?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -341,8 +347,31 @@ mod tests {
         // Entries that are not controllers are ignored.
         std::fs::create_dir_all(dir.path().join("class/nvme/nvme-fabrics")).unwrap();
 
+        // nvme2's NSID 2 is the block device nvme2n3 (instance numbers follow scan order).
+        fs.add(&FakeSysfsController {
+            name: "nvme2".into(),
+            model: "QEMU NVMe Ctrl".into(),
+            serial: "two-ns".into(),
+            firmware_rev: "7.2".into(),
+            pci_vendor: Some(0x1b36),
+            namespaces: vec![("nvme2n3".into(), 64, 4096), ("nvme2n1".into(), 128, 512)],
+        })
+        .unwrap();
+        std::fs::write(dir.path().join("class/nvme/nvme2/nvme2n3/nsid"), "2\n").unwrap();
+
         let ctrls = discover(dir.path()).unwrap();
-        assert_eq!(ctrls.len(), 2);
+        assert_eq!(ctrls.len(), 3);
+        let c2 = &ctrls[2];
+        let got: Vec<_> = c2
+            .namespaces
+            .iter()
+            .map(|n| (n.nsid, n.block_device.as_str(), n.logical_block_size))
+            .collect();
+        assert_eq!(got, [(1, "nvme2n1", 512), (2, "nvme2n3", 4096)]);
+        assert_eq!(
+            resolve_controller(&ctrls, "/dev/nvme2n3").unwrap().name,
+            "nvme2"
+        );
         let c0 = &ctrls[0];
         assert_eq!(c0.name, "nvme0");
         assert_eq!(c0.instance, 0);
@@ -420,6 +449,19 @@ mod tests {
         assert!(err.to_string().contains("nvme0n1/size"), "{err}");
 
         std::fs::write(dir.path().join("class/nvme/nvme0/nvme0n1/size"), "8\n").unwrap();
+        // An attribute longer than one read buffer is still read whole.
+        let long = "M".repeat(5000);
+        std::fs::write(
+            dir.path().join("class/nvme/nvme0/model"),
+            format!("{long}  \n"),
+        )
+        .unwrap();
+        assert_eq!(discover(dir.path()).unwrap()[0].model, long);
+        std::fs::write(dir.path().join("class/nvme/nvme0/model"), b"\xff\xfe\n").unwrap();
+        let err = discover(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("nvme0/model"), "{err}");
+        std::fs::write(dir.path().join("class/nvme/nvme0/model"), "M\n").unwrap();
         std::fs::remove_file(dir.path().join("class/nvme/nvme0/serial")).unwrap();
         let err = discover(dir.path()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
