@@ -188,7 +188,7 @@ impl Source for KernelSource {
 mod tests {
     use super::*;
     use crate::event::RemapCause;
-    use crate::pipeline::{Pipeline, PipelineConfig, Sink};
+    use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::source::StopToken;
     use std::collections::VecDeque;
     use std::sync::Mutex;
@@ -220,19 +220,7 @@ mod tests {
         }
     }
 
-    struct Collect(Arc<Mutex<Vec<Event>>>);
-    impl Sink for Collect {
-        fn name(&self) -> &str {
-            "c"
-        }
-        fn write_batch(&mut self, b: &[Event]) -> io::Result<()> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::sinks::MemorySink as Collect;
 
     fn kev(seq: u64, minor: u32) -> KernelEvent {
         KernelEvent {

@@ -223,8 +223,7 @@ impl Source for NvmeSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
-    use crate::pipeline::{Pipeline, PipelineConfig, Sink};
+    use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::source::StopToken;
 
     /// A probe whose answers the test scripts per cycle.
@@ -247,19 +246,7 @@ mod tests {
         }
     }
 
-    struct Collect(Arc<Mutex<Vec<Event>>>);
-    impl Sink for Collect {
-        fn name(&self) -> &str {
-            "c"
-        }
-        fn write_batch(&mut self, b: &[Event]) -> io::Result<()> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::sinks::MemorySink as Collect;
 
     fn healthy() -> HealthSnapshot {
         HealthSnapshot {

@@ -179,6 +179,24 @@ impl Sink for NullSink {
     }
 }
 
+/// Keeps every event in memory, for tests and tools that inspect the stream.
+pub struct MemorySink(pub Arc<std::sync::Mutex<Vec<Event>>>);
+
+impl Sink for MemorySink {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn write_batch(&mut self, batch: &[Event]) -> io::Result<()> {
+        self.0.lock().map_err(|_| io::Error::other("memory sink poisoned"))?.extend_from_slice(batch);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use dmremapd::event::Event;
 use dmremapd::nvme::{HealthProbe, HealthSnapshot};
-use dmremapd::pipeline::Sink;
 
 /// One sample of an OpenMetrics text exposition.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,21 +188,9 @@ pub fn parse_openmetrics(text: &str) -> Result<Exposition, String> {
     Ok(e)
 }
 
-/// Collects events in memory.
-pub struct Collect(pub Arc<Mutex<Vec<Event>>>);
-
-impl Sink for Collect {
-    fn name(&self) -> &str {
-        "collect"
-    }
-    fn write_batch(&mut self, b: &[Event]) -> io::Result<()> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+// Not every test file uses it.
+#[allow(unused_imports)]
+pub use dmremapd::sinks::MemorySink as Collect;
 
 /// A scripted NVMe probe.
 #[derive(Clone, Default)]
