@@ -28,7 +28,9 @@ use super::sysfs::{self, Controller};
 /// Where the controller list comes from.
 #[derive(Clone, Debug)]
 pub enum Discovery {
-    /// Walk `<root>/class/nvme` every cycle (root is normally `/sys`).
+    /// Controllers under `<root>/class/nvme` (root is normally `/sys`). The list is walked in
+    /// full on the first cycle and whenever a cheap check ([`sysfs::still_current`]: names,
+    /// serials, namespace entries) sees a change; otherwise the previous list is reused.
     Sysfs(PathBuf),
     /// A fixed list (tests, simulations).
     Fixed(Vec<Controller>),
@@ -207,6 +209,8 @@ pub struct Scraper<T: AdminTransport> {
     over_budget: u64,
     max: Duration,
     on_over_budget: Option<BudgetCallback>,
+    /// Controllers found by the last full sysfs walk.
+    known: Option<Vec<Controller>>,
 }
 
 struct Detected {
@@ -228,6 +232,7 @@ impl<T: AdminTransport> Scraper<T> {
             over_budget: 0,
             max: Duration::ZERO,
             on_over_budget: None,
+            known: None,
         }
     }
 
@@ -262,9 +267,11 @@ impl<T: AdminTransport> Scraper<T> {
         &mut self.transport
     }
 
-    /// Forget every cached detection (the next cycle detects every controller again).
+    /// Forget every cached detection and the controller list (the next cycle walks sysfs and
+    /// detects every controller again).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
+        self.known = None;
     }
 
     /// Type cache counters.
@@ -292,9 +299,18 @@ impl<T: AdminTransport> Scraper<T> {
         }
     }
 
-    fn controllers(&self) -> io::Result<Vec<Controller>> {
+    fn controllers(&mut self) -> io::Result<Vec<Controller>> {
         match &self.discovery {
-            Discovery::Sysfs(root) => sysfs::discover(root),
+            Discovery::Sysfs(root) => {
+                if let Some(list) = &self.known {
+                    if sysfs::still_current(root, list)? {
+                        return Ok(list.clone());
+                    }
+                }
+                let list = sysfs::discover(root)?;
+                self.known = Some(list.clone());
+                Ok(list)
+            }
             Discovery::Fixed(list) => Ok(list.clone()),
         }
     }
@@ -755,6 +771,47 @@ mod tests {
         s.transport_mut()
             .insert("nvme0", FakeController::ebs("vol0999"));
         assert!(!s.scrape_cycle().unwrap().controllers[0].cache_hit);
+    }
+
+    #[test]
+    fn reused_controller_list_notices_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FakeSysfs::new(dir.path());
+        let sys = |name: &str, serial: &str, ns: usize| FakeSysfsController {
+            name: name.into(),
+            model: "QEMU NVMe Ctrl".into(),
+            serial: serial.into(),
+            firmware_rev: "1.0".into(),
+            pci_vendor: Some(0x1b36),
+            namespaces: (1..=ns).map(|i| (format!("{name}n{i}"), 2048, 512)).collect(),
+        };
+        fs.add(&sys("nvme0", "A", 1)).unwrap();
+        let root = dir.path().to_path_buf();
+        let list = sysfs::discover(&root).unwrap();
+        assert!(sysfs::still_current(&root, &list).unwrap());
+        // A new controller, a replaced serial, a new namespace: each is a change.
+        fs.add(&sys("nvme1", "B", 1)).unwrap();
+        assert!(!sysfs::still_current(&root, &list).unwrap());
+        let list = sysfs::discover(&root).unwrap();
+        assert_eq!(list.len(), 2);
+        fs.add(&sys("nvme1", "C", 1)).unwrap();
+        assert!(!sysfs::still_current(&root, &list).unwrap());
+        let list = sysfs::discover(&root).unwrap();
+        fs.add(&sys("nvme0", "A", 2)).unwrap();
+        assert!(!sysfs::still_current(&root, &list).unwrap());
+        let list = sysfs::discover(&root).unwrap();
+        assert!(sysfs::still_current(&root, &list).unwrap());
+        assert!(!sysfs::still_current(&root, &list[..1]).unwrap());
+
+        let mut t = FakeTransport::new();
+        t.insert("nvme0", FakeController::generic("A"));
+        t.insert("nvme1", FakeController::generic("C"));
+        let mut s = Scraper::new(Discovery::Sysfs(root), t, ScraperConfig::default());
+        assert_eq!(s.scrape_cycle().unwrap().controllers.len(), 2);
+        fs.add(&sys("nvme2", "D", 1)).unwrap();
+        s.transport_mut().insert("nvme2", FakeController::generic("D"));
+        let r = s.scrape_cycle().unwrap();
+        assert_eq!(r.controllers.len(), 3, "the new controller is found on the next cycle");
     }
 
     #[test]

@@ -254,6 +254,49 @@ pub fn discover(root: &Path) -> io::Result<Vec<Controller>> {
     Ok(out)
 }
 
+/// Whether `list` (from [`discover`]) still describes the controllers under `root`: the same
+/// controller names, each with the same serial number and the same namespace entries. It reads
+/// one directory plus, per controller, one directory and one attribute, far less than a full
+/// [`discover`], so a scraper can keep its list between cycles and still notice a controller or
+/// volume being replaced.
+pub fn still_current(root: &Path, list: &[Controller]) -> io::Result<bool> {
+    let dir = class_dir(root);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(list.is_empty()),
+        Err(e) => return Err(annotate(&dir, e)),
+    };
+    let mut seen = 0;
+    for ent in rd {
+        let ent = ent.map_err(|e| annotate(&dir, e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if parse_controller_name(name).is_none() {
+            continue;
+        }
+        let Some(c) = list.iter().find(|c| c.name == name) else {
+            return Ok(false);
+        };
+        seen += 1;
+        let cdir = dir.join(name);
+        match read_attr(&cdir, "serial") {
+            Ok(serial) if serial == c.serial => {}
+            _ => return Ok(false),
+        }
+        let mut namespaces = 0;
+        for ent in fs::read_dir(&cdir).map_err(|e| annotate(&cdir, e))? {
+            let ent = ent.map_err(|e| annotate(&cdir, e))?;
+            if ent.file_name().to_str().and_then(parse_namespace_name).is_some() {
+                namespaces += 1;
+            }
+        }
+        if namespaces != c.namespaces.len() {
+            return Ok(false);
+        }
+    }
+    Ok(seen == list.len())
+}
+
 /// Turn a user's device argument (`/dev/nvme0`, `/dev/nvme0n1`, `nvme0`, `nvme0n1`,
 /// `nvme0c0n1`) into the name of the controller that owns it, using the discovered list.
 ///
