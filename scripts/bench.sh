@@ -5,13 +5,20 @@
 #   io       fio 4K random IOPS, dm-remap vs dm-linear, null_blk and NVMe, 0 and 100K remaps
 #   nvme     `dmremap nvme bench` scrape cycles over ten emulated NVMe controllers (cold and warm
 #            type cache, p50/p99, allocations per cycle)
+#   pipeline, jitter, scrub
+#            the daemon's own benchmarks on the host (`dmremapd bench NAME`)
 source "$(dirname "$0")/lib.sh"
-name=${1:?usage: bench.sh kernel|io|nvme}
+name=${1:?usage: bench.sh kernel|io|nvme|pipeline|jitter|scrub}
 mkdir -p "$ROOT/target/bench"
 out=$ROOT/target/bench/$name.json
 case "$name" in
 kernel|io|nvme) ;;
-*) die "unknown benchmark '$name' (have: kernel, io, nvme)" ;;
+pipeline|jitter|scrub)
+	"$ROOT/target/release/dmremapd" bench "$name" --out "$out"
+	log "wrote $out"
+	exit 0
+	;;
+*) die "unknown benchmark '$name' (have: kernel, io, nvme, pipeline, jitter, scrub)" ;;
 esac
 scen=("bench_$name")
 [ "$name" = io ] && scen=(bench_io_nullb bench_io_nvme)
