@@ -147,6 +147,18 @@ impl Drop for Rx {
     }
 }
 
+impl MxQueue {
+    /// Append under the lock held in `g`, then wake the consumer if it waits.
+    fn push_locked(&self, mut g: std::sync::MutexGuard<'_, MxInner>, ev: Event) {
+        g.q.push_back(ev);
+        let wake = g.consumer_waiting;
+        drop(g);
+        if wake {
+            self.not_empty.notify_one();
+        }
+    }
+}
+
 impl Tx {
     /// Enqueues, or returns the event when the queue is full.
     #[inline]
@@ -157,19 +169,14 @@ impl Tx {
                 crossbeam_channel::TrySendError::Disconnected(ev) => PushError::Disconnected(ev),
             }),
             Tx::Mutex(q) => {
-                let mut g = q.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let g = q.inner.lock().unwrap_or_else(|e| e.into_inner());
                 if !g.consumer_alive {
                     return Err(PushError::Disconnected(ev));
                 }
                 if g.q.len() >= q.cap {
                     return Err(PushError::Full(ev));
                 }
-                g.q.push_back(ev);
-                let wake = g.consumer_waiting;
-                drop(g);
-                if wake {
-                    q.not_empty.notify_one();
-                }
+                q.push_locked(g, ev);
                 Ok(())
             }
         }
@@ -190,12 +197,7 @@ impl Tx {
                 if !g.consumer_alive {
                     return Err(PushError::Disconnected(ev));
                 }
-                g.q.push_back(ev);
-                let wake = g.consumer_waiting;
-                drop(g);
-                if wake {
-                    q.not_empty.notify_one();
-                }
+                q.push_locked(g, ev);
                 Ok(())
             }
         }
