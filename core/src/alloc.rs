@@ -65,6 +65,14 @@ impl<B: DerefMut<Target = [u64]>> SlotAllocator<B> {
         Ok(SlotAllocator { bits, nslots, allocated: 0, cache: [0; CACHE_SLOTS], cached: 0, cursor: 0 })
     }
 
+    /// Free every slot (when the remaps are loaded again from disk).
+    pub fn clear(&mut self) {
+        self.bits.fill(0);
+        self.allocated = 0;
+        self.cached = 0;
+        self.cursor = 0;
+    }
+
     /// Total number of slots.
     pub fn total(&self) -> u64 {
         self.nslots
@@ -198,6 +206,22 @@ impl<B: DerefMut<Target = [u64]>> SlotAllocator<B> {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn clear_frees_everything() {
+        let mut a = SlotAllocator::new(std::vec![0u64; 2], 100).unwrap();
+        let got: std::vec::Vec<u64> = (0..70).map(|_| a.alloc().unwrap()).collect();
+        a.mark_allocated(99).unwrap();
+        a.clear();
+        assert_eq!(a.allocated(), 0);
+        assert!(got.iter().all(|&s| !a.is_allocated(s)) && !a.is_allocated(99));
+        a.mark_allocated(got[0]).unwrap();
+        let mut n = 1;
+        while a.alloc().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 100, "every slot is handed out exactly once after a clear");
+    }
     use std::collections::BTreeSet;
     use std::vec;
     use std::vec::Vec;
