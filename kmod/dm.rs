@@ -46,6 +46,7 @@ mod raw {
 pub(crate) mod uapi {
     pub(crate) use super::raw::{
         dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
+        dmr_event_type_DMR_EV_META_ERROR as EV_META_ERROR, dmr_event_type_DMR_EV_PENDING as EV_PENDING,
         dmr_event_type_DMR_EV_REMAP as EV_REMAP, dmr_event_type_DMR_EV_SPARE_EXHAUSTED as EV_SPARE_EXHAUSTED,
         dmr_event_type_DMR_EV_SPARE_LOW as EV_SPARE_LOW, dmr_event_type_DMR_EV_UNREMAP as EV_UNREMAP,
         dmr_events, DMR_EVENT_RING, DMR_EVF_SPARE, DMR_EVF_WRITE,
@@ -231,19 +232,71 @@ impl DmDev {
     }
 }
 
+/// How [`DmDev::read`] and [`DmDev::write`] issue a synchronous I/O.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteMode {
+    /// A plain write: durable only after a later flush.
+    Plain,
+    /// Flush everything completed before, then write with forced unit access.
+    FlushFua,
+}
+
 impl DmDev {
-    /// Synchronous read or write of `buf` at `sector`. `buf` must come from the kernel heap
+    /// Synchronous read of `buf.len()` bytes at `sector`. `buf` must come from the kernel heap
     /// (`KVec`), be a multiple of the logical block size and aligned to it. Process context only.
-    pub(crate) fn rw(&self, sector: Sector, buf: &mut [u8], write: bool) -> Result {
+    pub(crate) fn read(&self, sector: Sector, buf: &mut [u8]) -> Result {
         let len = c_uint::try_from(buf.len()).map_err(|_| EINVAL)?;
-        // SAFETY: `dev` is held by the target; `buf` is valid for `len` bytes for the duration of
-        // this synchronous call and is kmalloc'd memory (the caller's contract).
-        let ret = unsafe { raw::dmr_dev_rw(self.dev, sector, buf.as_mut_ptr().cast(), len, write) };
+        // SAFETY: `dev` is held by the target; `buf` is valid for writes of `len` bytes for the
+        // duration of this synchronous call and is kmalloc'd memory (the caller's contract).
+        let ret = unsafe { raw::dmr_dev_rw(self.dev, sector, buf.as_mut_ptr().cast(), len, 0) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
         }
         Ok(())
     }
+
+    /// Synchronous write of `buf` at `sector`, same contract as [`DmDev::read`].
+    pub(crate) fn write(&self, sector: Sector, buf: &[u8], mode: WriteMode) -> Result {
+        let len = c_uint::try_from(buf.len()).map_err(|_| EINVAL)?;
+        let flags = raw::DMR_RW_WRITE
+            | match mode {
+                WriteMode::Plain => 0,
+                WriteMode::FlushFua => raw::DMR_RW_FUA | raw::DMR_RW_PREFLUSH,
+            };
+        // SAFETY: as for `read`; a write only reads the buffer, so the `*mut` made from a shared
+        // reference is never written through.
+        let ret = unsafe { raw::dmr_dev_rw(self.dev, sector, buf.as_ptr().cast_mut().cast(), len, flags) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Make every completed write durable (a cache flush). Process context only.
+    pub(crate) fn flush(&self) -> Result {
+        // SAFETY: `dev` is held by the target.
+        let ret = unsafe { raw::dmr_dev_flush(self.dev) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// The kernel's name of the device (`nvme0n1`, `vda1`), written into `buf`; the bytes before
+    /// the terminating NUL are returned.
+    pub(crate) fn disk_name<'b>(&self, buf: &'b mut [u8; 64]) -> &'b [u8] {
+        // SAFETY: `dev` is held by the target; `buf` is writable for its length and the helper
+        // always NUL-terminates within it.
+        unsafe { raw::dmr_dev_disk_name(self.dev, buf.as_mut_ptr().cast(), buf.len() as c_uint) };
+        let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        buf.get(..n).unwrap_or(&[])
+    }
+}
+
+/// Fill `buf` with random bytes.
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    // SAFETY: `buf` is writable for its length.
+    unsafe { raw::dmr_random_bytes(buf.as_mut_ptr().cast(), buf.len() as c_uint) }
 }
 
 impl Drop for DmDev {
@@ -251,6 +304,30 @@ impl Drop for DmDev {
         // SAFETY: `dev` was obtained by `dm_get_device` on `ti`, is put exactly once, and `ti` is
         // alive: targets drop their devices in the constructor's error path or in the destructor.
         unsafe { raw::dm_put_device(self.ti, self.dev) };
+    }
+}
+
+/// A work item of one target on its own reclaim-safe workqueue. Dropping it waits for a run in
+/// progress, so it must be dropped before anything its runs use.
+pub(crate) struct Worker(*mut raw::dmr_worker);
+
+// SAFETY: the C object is only kicked (any context) and freed once.
+unsafe impl Send for Worker {}
+// SAFETY: `kick` may run concurrently from any context.
+unsafe impl Sync for Worker {}
+
+impl Worker {
+    /// Queue a run of [`Target::work`] (at most one is queued at a time). Any context.
+    pub(crate) fn kick(&self) {
+        // SAFETY: the worker is valid until dropped.
+        unsafe { raw::dmr_worker_kick(self.0) }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // SAFETY: created by `dmr_worker_new`, freed once; waits for a running work item.
+        unsafe { raw::dmr_worker_free(self.0) }
     }
 }
 
@@ -289,6 +366,16 @@ impl CtrContext {
             return Err(ENOMEM);
         }
         Ok(TableNotifier(n))
+    }
+
+    /// A deferred-work item whose runs call [`Target::work`] of this target.
+    pub(crate) fn worker<T: Target>(&mut self) -> Result<Worker> {
+        // SAFETY: `ti` is valid; the callback matches the target type being constructed.
+        let w = unsafe { raw::dmr_worker_new(self.ti, Some(work_cb::<T>)) };
+        if w.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Worker(w))
     }
 
     /// Device number of the mapped device being constructed (`major << 20 | minor`).
@@ -423,6 +510,15 @@ pub(crate) enum MapResult {
     Submitted,
 }
 
+/// What `end_io` did with a completed bio.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndIo {
+    /// The bio is complete.
+    Done,
+    /// The target took the bio (pushed it on a [`BioList`]) and will end it later.
+    Incomplete,
+}
+
 /// Per-bio data of a target.
 #[repr(C)]
 pub(crate) struct BioData {
@@ -430,6 +526,12 @@ pub(crate) struct BioData {
     pub(crate) tag: u64,
     /// Sector of the mapped device the bio started at.
     pub(crate) sector: u64,
+    /// Target-defined flags.
+    pub(crate) flags: u32,
+    /// Block-layer status of the failure that made the target take the bio over.
+    pub(crate) error: u8,
+    /// Where the bio's data is, saved by [`Bio::save_data`].
+    saved: raw::dmr_iter,
 }
 
 /// A bio passed to a target.
@@ -487,6 +589,58 @@ impl Bio {
         unsafe { &mut *raw::dm_per_bio_data(self.as_raw(), size_of::<BioData>()).cast::<BioData>() }
     }
 
+    /// Remember where the bio's data is, so that [`Bio::copy_out`] and [`Bio::copy_in`] still
+    /// reach it after the bio completed (completion consumes the bio's iterator).
+    pub(crate) fn save_data(&mut self) {
+        let raw = self.as_raw();
+        let saved = &mut self.data().saved;
+        // SAFETY: the bio is valid; `saved` is the bio's own per-bio data.
+        unsafe { raw::dmr_bio_save_iter(raw, saved) }
+    }
+
+    /// Copy `buf.len()` bytes of the bio's data (as saved by [`Bio::save_data`]) from byte
+    /// `off` on into `buf`.
+    pub(crate) fn copy_out(&mut self, off: u32, buf: &mut [u8]) -> Result {
+        self.copy(off, buf.as_mut_ptr(), buf.len(), false)
+    }
+
+    /// Copy `buf` into the bio's data (as saved by [`Bio::save_data`]) from byte `off` on.
+    pub(crate) fn copy_in(&mut self, off: u32, buf: &[u8]) -> Result {
+        self.copy(off, buf.as_ptr().cast_mut(), buf.len(), true)
+    }
+
+    fn copy(&mut self, off: u32, buf: *mut u8, len: usize, to_bio: bool) -> Result {
+        let len = c_uint::try_from(len).map_err(|_| EINVAL)?;
+        let raw = self.as_raw();
+        let saved: *const raw::dmr_iter = &self.data().saved;
+        // SAFETY: the bio and its pages are owned by the target (it took the bio over and has
+        // not ended it); `saved` describes the bio's data and the helper checks the range
+        // against it; `buf` is valid for `len` bytes, and only read when `to_bio` is set (the
+        // `*mut` may come from a shared reference then).
+        let ret = unsafe { raw::dmr_bio_copy(raw, saved, off, buf.cast(), len, to_bio) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Bytes of data the bio had when it was saved.
+    pub(crate) fn saved_bytes(&mut self) -> u32 {
+        self.data().saved.size
+    }
+
+    /// Whether the bio is a plain read.
+    pub(crate) fn is_read(&self) -> bool {
+        // SAFETY: the bio is valid.
+        unsafe { raw::dmr_bio_is_read(self.as_raw()) }
+    }
+
+    /// Whether the bio is a plain data write (not a discard, write-zeroes or flush).
+    pub(crate) fn is_data_write(&self) -> bool {
+        // SAFETY: the bio is valid.
+        unsafe { raw::dmr_bio_is_data_write(self.as_raw()) }
+    }
+
     /// Whether the bio writes (writes, discards, write-zeroes, flushes).
     pub(crate) fn is_write(&self) -> bool {
         // SAFETY: the bio is valid.
@@ -531,7 +685,8 @@ impl BioList {
         BioList(raw::bio_list { head: ptr::null_mut(), tail: ptr::null_mut() })
     }
 
-    /// Hold `bio`; `map` must then return [`MapResult::Submitted`].
+    /// Hold `bio`; `map` must then return [`MapResult::Submitted`], `end_io`
+    /// [`EndIo::Incomplete`].
     pub(crate) fn push(&mut self, bio: &mut Bio) {
         // SAFETY: the list is valid and the bio is owned by the target from here on.
         unsafe { raw::dmr_bio_list_add(&mut self.0, bio.as_raw()) }
@@ -557,6 +712,13 @@ impl HeldBio {
     pub(crate) fn bio(&mut self) -> &mut Bio {
         // SAFETY: the target owns the held bio until it submits it.
         unsafe { Bio::from_raw(self.0) }
+    }
+
+    /// Complete the bio with block-layer status `status` (0 for success). Its `end_io`
+    /// callback runs again with that status.
+    pub(crate) fn end(self, status: u8) {
+        // SAFETY: the target owns the bio (taken in `map` or from `end_io`) and ends it once.
+        unsafe { raw::dmr_bio_end(self.0, status) }
     }
 
     /// Submit the (redirected) bio to its device.
@@ -671,7 +833,21 @@ pub(crate) trait Target: Sized + Send + Sync {
     fn map(&self, ti: &TargetRef, bio: &mut Bio) -> MapResult;
 
     /// A bio completed; `error` is its block-layer status (0 for success).
-    fn end_io(&self, _ti: &TargetRef, _bio: &mut Bio, _error: u8) {}
+    fn end_io(&self, _ti: &TargetRef, _bio: &mut Bio, _error: u8) -> EndIo {
+        EndIo::Done
+    }
+
+    /// Deferred work kicked with [`Worker::kick`]; process context.
+    fn work(&self, _ti: &TargetRef) {}
+
+    /// The mapped device is being suspended; I/O may still arrive.
+    fn presuspend(&self, _ti: &TargetRef) {}
+
+    /// The table is about to become live (after the old one was suspended); an error fails
+    /// the resume.
+    fn preresume(&self, _ti: &TargetRef) -> Result {
+        Ok(())
+    }
 
     /// Write the status of the given type.
     fn status(&self, ti: &TargetRef, ty: StatusType, out: &mut Emitter<'_>);
@@ -744,8 +920,32 @@ unsafe extern "C" fn end_io_cb<T: Target>(
     // SAFETY: `ti` is a constructed `T` target, `bio` its completed bio, `error` a valid pointer.
     let (t, tref, bio, err) =
         unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Bio::from_raw(bio), *error) };
-    t.end_io(tref, bio, err);
-    raw::DM_ENDIO_DONE as c_int
+    (match t.end_io(tref, bio, err) {
+        EndIo::Done => raw::DM_ENDIO_DONE,
+        EndIo::Incomplete => raw::DM_ENDIO_INCOMPLETE,
+    }) as c_int
+}
+
+unsafe extern "C" fn work_cb<T: Target>(ti: *mut raw::dm_target) {
+    // SAFETY: the worker belongs to a constructed `T` target; it is kicked only after the
+    // constructor returned and freed (waiting for a running work item) before `T` is dropped.
+    let (t, tref) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti)) };
+    t.work(tref);
+}
+
+unsafe extern "C" fn presuspend_cb<T: Target>(ti: *mut raw::dm_target) {
+    // SAFETY: `ti` is a constructed `T` target.
+    let (t, tref) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti)) };
+    t.presuspend(tref);
+}
+
+unsafe extern "C" fn preresume_cb<T: Target>(ti: *mut raw::dm_target) -> c_int {
+    // SAFETY: `ti` is a constructed `T` target.
+    let (t, tref) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti)) };
+    match t.preresume(tref) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }
 
 unsafe extern "C" fn status_cb<T: Target>(
@@ -836,6 +1036,8 @@ impl<T: Target> Registration<T> {
             (*p).message = Some(message_cb::<T>);
             (*p).iterate_devices = Some(iterate_devices_cb::<T>);
             (*p).io_hints = Some(io_hints_cb::<T>);
+            (*p).presuspend = Some(presuspend_cb::<T>);
+            (*p).preresume = Some(preresume_cb::<T>);
             raw::dm_register_target(p)
         };
         if ret < 0 {

@@ -6,6 +6,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/random.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
@@ -79,16 +80,96 @@ void dmr_submit_bio_remap(struct bio *bio)
 	dm_submit_bio_remap(bio, NULL);
 }
 
-/* Synchronous I/O of a kmalloc'd buffer; process context only. */
-int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, bool write)
+/*
+ * Synchronous I/O of a kmalloc'd buffer; process context only. `flags`: DMR_RW_WRITE, plus for
+ * writes DMR_RW_FUA (durable on completion) and DMR_RW_PREFLUSH (everything completed before is
+ * made durable first).
+ */
+int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, unsigned int flags)
 {
-	return bdev_rw_virt(dev->bdev, sector, buf, len,
-			    write ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ);
+	blk_opf_t op = REQ_OP_READ;
+
+	if (flags & DMR_RW_WRITE) {
+		op = REQ_OP_WRITE | REQ_SYNC;
+		if (flags & DMR_RW_FUA)
+			op |= REQ_FUA;
+		if (flags & DMR_RW_PREFLUSH)
+			op |= REQ_PREFLUSH;
+	}
+	return bdev_rw_virt(dev->bdev, sector, buf, len, (__force enum req_op)op);
 }
 
 int dmr_dev_flush(struct dm_dev *dev)
 {
 	return blkdev_issue_flush(dev->bdev);
+}
+
+/* The kernel's name of the device ("nvme0n1", "vda1"), NUL-terminated in `buf`. */
+void dmr_dev_disk_name(const struct dm_dev *dev, char *buf, unsigned int len)
+{
+	snprintf(buf, len, "%pg", dev->bdev);
+}
+
+void dmr_random_bytes(void *buf, unsigned int len)
+{
+	get_random_bytes(buf, len);
+}
+
+/* Remember where the bio's data is, to read or write it again after the bio completed. */
+void dmr_bio_save_iter(const struct bio *bio, struct dmr_iter *saved)
+{
+	saved->sector = bio->bi_iter.bi_sector;
+	saved->size = bio->bi_iter.bi_size;
+	saved->idx = bio->bi_iter.bi_idx;
+	saved->done = bio->bi_iter.bi_offset;
+}
+
+/*
+ * Copy `len` bytes between the bio's data (as saved by dmr_bio_save_iter), starting `off` bytes
+ * in, and `buf`. Returns -EINVAL if the range is outside the saved data.
+ */
+int dmr_bio_copy(struct bio *bio, const struct dmr_iter *saved, unsigned int off, void *buf,
+		 unsigned int len, bool to_bio)
+{
+	struct bvec_iter iter = {
+		.bi_sector = saved->sector,
+		.bi_size = saved->size,
+		.bi_idx = saved->idx,
+		.bi_offset = saved->done,
+	};
+	struct bvec_iter it;
+	struct bio_vec bv;
+	char *p = buf;
+
+	if (off > saved->size || len > saved->size - off)
+		return -EINVAL;
+	bvec_iter_advance(bio->bi_io_vec, &iter, off);
+	iter.bi_size = len;
+	__bio_for_each_segment(bv, bio, it, iter) {
+		if (to_bio)
+			memcpy_to_bvec(&bv, p);
+		else
+			memcpy_from_bvec(p, &bv);
+		p += bv.bv_len;
+	}
+	return 0;
+}
+
+/* Complete a bio the target took over (from map or end_io) with `status`. */
+void dmr_bio_end(struct bio *bio, u8 status)
+{
+	bio->bi_status = status;
+	bio_endio(bio);
+}
+
+bool dmr_bio_is_read(const struct bio *bio)
+{
+	return bio_op(bio) == REQ_OP_READ;
+}
+
+bool dmr_bio_is_data_write(const struct bio *bio)
+{
+	return bio_op(bio) == REQ_OP_WRITE;
 }
 
 void dmr_cond_resched(void)
@@ -218,4 +299,52 @@ bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value)
 		return false;
 	*value = xa_to_value(entry);
 	return true;
+}
+
+/*
+ * A per-target work item on its own WQ_MEM_RECLAIM workqueue (the target handles bios there, so
+ * it must make progress under memory pressure). `fn(ti)` runs in process context.
+ */
+struct dmr_worker {
+	struct work_struct work;
+	struct workqueue_struct *wq;
+	struct dm_target *ti;
+	void (*fn)(struct dm_target *ti);
+};
+
+static void dmr_worker_fn(struct work_struct *work)
+{
+	struct dmr_worker *w = container_of(work, struct dmr_worker, work);
+
+	w->fn(w->ti);
+}
+
+struct dmr_worker *dmr_worker_new(struct dm_target *ti, void (*fn)(struct dm_target *ti))
+{
+	struct dmr_worker *w = kzalloc(sizeof(*w), GFP_KERNEL);
+
+	if (!w)
+		return NULL;
+	w->wq = alloc_workqueue("dm_remap", WQ_MEM_RECLAIM | WQ_UNBOUND, 1);
+	if (!w->wq) {
+		kfree(w);
+		return NULL;
+	}
+	INIT_WORK(&w->work, dmr_worker_fn);
+	w->ti = ti;
+	w->fn = fn;
+	return w;
+}
+
+/* Any context. */
+void dmr_worker_kick(struct dmr_worker *w)
+{
+	queue_work(w->wq, &w->work);
+}
+
+void dmr_worker_free(struct dmr_worker *w)
+{
+	cancel_work_sync(&w->work);
+	destroy_workqueue(w->wq);
+	kfree(w);
 }

@@ -28,7 +28,27 @@ dev_t dmr_dev_devt(const struct dm_dev *dev);
 const char *dmr_dev_name(const struct dm_dev *dev);
 void dmr_limits_raise_io_min(struct queue_limits *limits, unsigned int bytes);
 void dmr_submit_bio_remap(struct bio *bio);
-int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, bool write);
+#define DMR_RW_WRITE 1u
+#define DMR_RW_FUA 2u
+#define DMR_RW_PREFLUSH 4u
+int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, unsigned int flags);
+void dmr_dev_disk_name(const struct dm_dev *dev, char *buf, unsigned int len);
+void dmr_random_bytes(void *buf, unsigned int len);
+
+/* A bio's data position, saved at map time (struct bvec_iter). */
+struct dmr_iter {
+	u64 sector;
+	u32 size;
+	u32 idx;
+	u32 done;
+	u32 pad;
+};
+void dmr_bio_save_iter(const struct bio *bio, struct dmr_iter *saved);
+int dmr_bio_copy(struct bio *bio, const struct dmr_iter *saved, unsigned int off, void *buf,
+		 unsigned int len, bool to_bio);
+void dmr_bio_end(struct bio *bio, u8 status);
+bool dmr_bio_is_read(const struct bio *bio);
+bool dmr_bio_is_data_write(const struct bio *bio);
 int dmr_dev_flush(struct dm_dev *dev);
 void dmr_cond_resched(void);
 u64 dmr_ktime_ns(void);
@@ -51,5 +71,10 @@ int dmr_xa_store(struct xarray *xa, unsigned long index, unsigned long value);
 bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value);
 bool dmr_xa_find(struct xarray *xa, unsigned long *index, unsigned long max, unsigned long *value);
 bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value);
+
+struct dmr_worker;
+struct dmr_worker *dmr_worker_new(struct dm_target *ti, void (*fn)(struct dm_target *ti));
+void dmr_worker_kick(struct dmr_worker *w);
+void dmr_worker_free(struct dmr_worker *w);
 
 #endif
