@@ -17,6 +17,12 @@ mod target;
 #[path = "../core/src/alloc.rs"]
 mod alloc;
 #[allow(unreachable_pub, dead_code)]
+#[path = "../core/src/crc32c.rs"]
+mod crc32c;
+#[allow(unreachable_pub, dead_code)]
+#[path = "../core/src/metadata.rs"]
+mod metadata;
+#[allow(unreachable_pub, dead_code)]
 #[path = "../core/src/remap.rs"]
 mod remap;
 #[allow(unreachable_pub, dead_code)]

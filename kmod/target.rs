@@ -7,48 +7,70 @@
 //! block boundaries and each piece goes to main or to its spare slot; index lookups are
 //! lock-free (RCU xarray).
 //!
-//! Moving a block (the `remap` and `unremap` messages) must not lose a write that races with the
-//! copy. Every bio that may touch a moving block is counted in one of two epochs before it is
-//! routed; the mover publishes the block number, flips the epoch and waits until the old epoch has
-//! no bios in flight, so nothing reaches the block from then on without seeing the published
-//! number. Bios for the moving block are held and resubmitted once the index points to the new
-//! place.
+//! Moving blocks (the `remap` and `unremap` messages, healing after an I/O error) must not lose a
+//! write that races with the copy. Every bio that may touch a moving block is counted in one of
+//! two epochs before it is routed; the mover publishes the range of blocks it moves, flips the
+//! epoch and waits until the old epoch has no bios in flight, so nothing reaches the range from
+//! then on without seeing it. Bios for the range are held and resubmitted once the index points
+//! to the new place and that place is durable.
+//!
+//! Durability: the remap index lives on the spare as two checksummed, sequence-numbered copies
+//! (the shared [`metadata`] codec). Every change of the index is committed, by writing the whole
+//! index to the older copy and its superblock with a preflush and FUA, before any bio sees the
+//! change and before the operation is acknowledged; a batch of remaps shares one commit.
+//!
+//! Errors: a bio that fails on main is taken over (`end_io` returns incomplete) and handled by the
+//! target's worker: a failed write goes to fresh spare slots; a failed read is retried, and the
+//! recovered data is moved to a slot, or the block is marked pending and the read fails. A write
+//! to a pending block is deferred to the worker from `map` and heals the block. Errors from the
+//! spare fail the bio.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use kernel::new_mutex;
 use kernel::new_spinlock;
+use kernel::new_spinlock_irq;
 use kernel::prelude::*;
 use kernel::str::BStr;
-use kernel::sync::{Mutex, SpinLock};
+use kernel::sync::{Mutex, SpinLock, SpinLockIrq};
 
-use crate::alloc::SlotAllocator;
+use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
-    uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, MapResult,
-    QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target, TargetRef,
+    self, uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, EndIo, HeldBio, MapResult,
+    QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target, TargetRef, Worker, WriteMode,
 };
 use crate::events;
+use crate::metadata::{self, CopyId, Expect, Field, Geometry, LoadError, MainDevice, SetInfo, MD_BLOCK_SIZE};
 use crate::remap::{self, Dest, Entry, Lookup};
 use crate::table::{self, Options, TableError};
 
 /// Target version reported to device-mapper.
-pub(crate) const VERSION: [u32; 3] = [0, 2, 0];
+pub(crate) const VERSION: [u32; 3] = [0, 3, 0];
 
 const HELP: &str = "messages:\n\
   help                        this text\n\
   ping                        answers pong\n\
   remap <sector> [<count>]    move <count> blocks (default 1) from <sector> on to spare slots\n\
   unremap <sector>            move the block at <sector> back to main and free its slot\n\
+  pending <sector> [<count>]  mark <count> blocks from <sector> on pending (unreadable on main)\n\
   list [<from> [<max>]]       remapped blocks from device sector <from>: sector block slot state\n\
   stats                       counters as key=value lines\n\
   clear_stats                 reset error and operation counters\n";
 
 /// Most entries `list` reports when no maximum is given.
 const LIST_DEFAULT_MAX: u64 = 1000;
-/// Most blocks one `remap` message moves.
+/// Most blocks one `remap` or `pending` message handles.
 const REMAP_MAX_COUNT: u64 = 1 << 20;
+/// Most blocks moved under one hold and made durable by one commit.
+const MOVE_MAX: u64 = 4096;
 /// Copy buffer size for block moves.
 const COPY_CHUNK: usize = 64 * 1024;
+/// Records for pending blocks each metadata copy has room for beyond one per spare slot.
+const EXTRA_RECORDS: u64 = 16 * metadata::RECORDS_PER_BLOCK as u64;
+/// Block-layer status of a failed I/O (`BLK_STS_IOERR`).
+const STS_IOERR: u8 = 10;
+/// Bits of the packed moving range used by its length.
+const MOVE_LEN_BITS: u32 = 16;
 
 /// Live counters.
 #[derive(Default)]
@@ -59,6 +81,11 @@ struct Stats {
     unremap_ops: AtomicU64,
     split_bios: AtomicU64,
     held_bios: AtomicU64,
+    healed_writes: AtomicU64,
+    recovered_reads: AtomicU64,
+    failed_reads: AtomicU64,
+    commits: AtomicU64,
+    commit_errors: AtomicU64,
 }
 
 /// Per-CPU counter slots of the bio gate.
@@ -70,7 +97,7 @@ struct CounterSlot(AtomicU64);
 
 /// Bio counting for block moves (see the module documentation).
 struct Gate {
-    /// Block being moved, plus one; 0 when none.
+    /// Range being moved: `(first + 1) << MOVE_LEN_BITS | len`, 0 when none.
     moving: AtomicU64,
     epoch: AtomicU64,
     /// Bios in flight per epoch, spread over per-CPU slots (one cache line each) so that
@@ -107,6 +134,11 @@ impl Gate {
     }
 }
 
+/// `(first block, blocks)` of a packed moving range.
+fn unpack_move(v: u64) -> (u64, u64) {
+    ((v >> MOVE_LEN_BITS) - 1, v & ((1 << MOVE_LEN_BITS) - 1))
+}
+
 /// Lookup adapter from the kernel index to the shared planning code.
 struct IndexLookup<'a>(&'a RcuIndex);
 
@@ -116,13 +148,88 @@ impl Lookup for IndexLookup<'_> {
     }
 }
 
+/// The index in block order, as records for a commit.
+struct IndexRecords<'a> {
+    index: &'a RcuIndex,
+    next: u64,
+    last: u64,
+    done: bool,
+}
+
+impl Iterator for IndexRecords<'_> {
+    type Item = (u64, Entry);
+
+    fn next(&mut self) -> Option<(u64, Entry)> {
+        if self.done || self.next > self.last {
+            return None;
+        }
+        let (b, v) = self.index.first_in(self.next, self.last)?;
+        match b.checked_add(1) {
+            Some(n) => self.next = n,
+            None => self.done = true,
+        }
+        Some((b, Entry::decode(v)))
+    }
+}
+
+/// The spare as the metadata codec sees it.
+struct SpareIo<'a>(&'a DmDev);
+
+impl metadata::SpareRead for SpareIo<'_> {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> core::result::Result<(), metadata::IoError> {
+        self.0.read(sector, buf).map_err(|_| metadata::IoError)
+    }
+
+    fn size_sectors(&self) -> Option<u64> {
+        Some(self.0.sectors())
+    }
+}
+
+impl metadata::SpareWrite for SpareIo<'_> {
+    fn write(&mut self, sector: u64, buf: &[u8]) -> core::result::Result<(), metadata::IoError> {
+        self.0.write(sector, buf, WriteMode::Plain).map_err(|_| metadata::IoError)
+    }
+
+    fn flush(&mut self) -> core::result::Result<(), metadata::IoError> {
+        self.0.flush().map_err(|_| metadata::IoError)
+    }
+}
+
+/// State that block moves and commits change, under the control mutex.
+struct Meta {
+    /// The remap set on the spare.
+    set: SetInfo,
+    /// Sequence number of the next commit (never reused, even after a failed commit).
+    next_seq: u64,
+    /// The copy the next commit writes.
+    target: CopyId,
+    /// Newest sealed sequence number on the spare when it was last read or written: another
+    /// table's commit changes it (checked before this table goes live).
+    disk_seq: u64,
+    /// The other copy must be rewritten (it was found damaged).
+    repair: bool,
+    /// One metadata block.
+    mdbuf: KVec<u8>,
+    /// Copy buffer: `max(block size, COPY_CHUNK)` bytes.
+    buf: KVec<u8>,
+    /// Changes of the move in progress: block and previous index value, to undo them when the
+    /// commit fails.
+    undo: KVec<(u64, Option<u64>)>,
+}
+
 /// One `remap` target instance.
 pub(crate) struct RemapTarget {
+    /// Dropped first: waits for a worker run in progress, which uses everything below.
+    worker: Worker,
     /// The mapped device (`major << 20 | minor`), for events.
     devt: u32,
     notifier: TableNotifier,
     /// A spare-low event was raised and free slots have not recovered since.
     spare_low: AtomicBool,
+    /// The last slot allocation failed; cleared by the next that succeeds.
+    exhausted: AtomicBool,
+    /// The last commit failed; cleared by the next that succeeds.
+    meta_failed: AtomicBool,
     /// Start of the target in the mapped device.
     begin: Sector,
     main: DmDev,
@@ -135,12 +242,20 @@ pub(crate) struct RemapTarget {
     shift: u32,
     /// Blocks in the target.
     blocks: u64,
+    /// Blocks of the main device the metadata covers (records may lie beyond the target).
+    main_blocks: u64,
     index: RcuIndex,
-    /// Entries in the index.
+    /// Entries in the index (remapped and pending).
     entries: AtomicU64,
+    /// Pending entries in the index.
+    pending: AtomicU64,
+    /// Sequence number of the newest durable commit.
+    seq: AtomicU64,
     slots: Pin<KBox<SpinLock<SlotAllocator<KVec<u64>>>>>,
-    /// Serialises block moves.
-    ctl: Pin<KBox<Mutex<()>>>,
+    /// Serialises block moves and commits.
+    ctl: Pin<KBox<Mutex<Meta>>>,
+    /// Bios taken over for the worker (from `map` and `end_io`, any context).
+    deferred: Pin<KBox<SpinLockIrq<BioList>>>,
     gate: Gate,
     stats: Stats,
 }
@@ -151,6 +266,27 @@ fn table_err(e: TableError) -> CtrError {
 
 fn nomem(msg: &'static CStr) -> impl FnOnce(Error) -> CtrError {
     move |err| CtrError { msg, err }
+}
+
+fn kvec_zeroed<T: Copy>(n: usize, v: T, msg: &'static CStr) -> core::result::Result<KVec<T>, CtrError> {
+    let mut k = KVec::new();
+    k.extend_with(n, v, GFP_KERNEL).map_err(|_| CtrError { msg, err: ENOMEM })?;
+    Ok(k)
+}
+
+/// Why the metadata on the spare cannot be used, as a constructor error.
+fn load_err(e: &LoadError) -> CtrError {
+    let msg = match e {
+        LoadError::Mismatch { field: Field::BlockSize, .. } => c"Spare metadata has another block_size than the table",
+        LoadError::Mismatch { field: Field::MainOffset, .. } => c"Spare metadata has another main offset than the table",
+        LoadError::Mismatch { .. } => c"Spare belongs to another main device (metadata identity differs)",
+        LoadError::NoValidCopy { .. } => {
+            c"Spare metadata unreadable or corrupt in both copies; refusing to format it (see dmremap inspect)"
+        }
+        LoadError::SpareTooSmall { .. } => c"Spare device is too small for metadata",
+        _ => c"Cannot load the spare metadata",
+    };
+    CtrError::inval(msg)
 }
 
 impl Target for RemapTarget {
@@ -184,23 +320,49 @@ impl Target for RemapTarget {
         if parsed.main_offset % block_sectors != 0 {
             return Err(CtrError::inval(c"Main device offset must be a multiple of block_size"));
         }
-        let data_start = 0;
-        let nslots = (spare.sectors() - data_start) >> shift;
-        if nslots == 0 {
-            return Err(CtrError::inval(c"Spare device is smaller than one block"));
-        }
+        let geometry = Geometry::for_spare(spare.sectors(), opts.block_size, EXTRA_RECORDS)
+            .map_err(|_| CtrError::inval(c"Spare device is too small for metadata and one block"))?;
         let blocks = ctx.len().div_ceil(block_sectors);
 
-        let mut bits = KVec::new();
-        bits.extend_with(crate::alloc::words_for(nslots), 0u64, GFP_KERNEL)
-            .map_err(|_| CtrError { msg: c"Cannot allocate the spare slot bitmap", err: ENOMEM })?;
-        let allocator = SlotAllocator::new(bits, nslots)
+        let mut name = [0u8; 64];
+        let main_id = MainDevice::id_from(main.disk_name(&mut name))
+            .ok_or(CtrError::inval(c"Main device has no usable name for the metadata identity"))?;
+        let mut uuid = [0u8; metadata::UUID_LEN];
+        while uuid == [0; metadata::UUID_LEN] {
+            dm::random_bytes(&mut uuid);
+        }
+        let set = SetInfo {
+            uuid,
+            main: MainDevice { sectors: main_sectors, offset: parsed.main_offset, id: main_id },
+            geometry,
+            features_compat: 0,
+        };
+
+        let bits = kvec_zeroed(words_for(geometry.data_slots), 0u64, c"Cannot allocate the spare slot bitmap")?;
+        let allocator = SlotAllocator::new(bits, geometry.data_slots)
             .map_err(|_| CtrError::inval(c"Cannot set up the spare slot allocator"))?;
         let slots = KBox::pin_init(new_spinlock!(allocator, "dm_remap:slots"), GFP_KERNEL)
             .map_err(nomem(c"Cannot allocate target context"))?;
-        let ctl = KBox::pin_init(new_mutex!((), "dm_remap:ctl"), GFP_KERNEL)
+        let meta = Meta {
+            set,
+            next_seq: 1,
+            target: CopyId::A,
+            disk_seq: 0,
+            repair: false,
+            mdbuf: kvec_zeroed(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
+            buf: kvec_zeroed((opts.block_size as usize).max(COPY_CHUNK), 0u8, c"Cannot allocate the copy buffer")?,
+            undo: {
+                let mut u = KVec::new();
+                u.reserve(MOVE_MAX as usize, GFP_KERNEL)
+                    .map_err(|_| CtrError { msg: c"Cannot allocate target context", err: ENOMEM })?;
+                u
+            },
+        };
+        let ctl = KBox::pin_init(new_mutex!(meta, "dm_remap:ctl"), GFP_KERNEL)
             .map_err(nomem(c"Cannot allocate target context"))?;
         let held = KBox::pin_init(new_spinlock!(BioList::new(), "dm_remap:held"), GFP_KERNEL)
+            .map_err(nomem(c"Cannot allocate target context"))?;
+        let deferred = KBox::pin_init(new_spinlock_irq!(BioList::new(), "dm_remap:deferred"), GFP_KERNEL)
             .map_err(nomem(c"Cannot allocate target context"))?;
         let index = RcuIndex::new().map_err(nomem(c"Cannot allocate the remap index"))?;
         let inflight = KBox::new([const { [const { CounterSlot(AtomicU64::new(0)) }; COUNTER_SLOTS] }; 2], GFP_KERNEL)
@@ -211,30 +373,38 @@ impl Target for RemapTarget {
         ctx.set_num_discard_and_write_zeroes_bios(1);
         ctx.reserve_bio_data();
         let notifier = ctx.table_notifier().map_err(nomem(c"Cannot allocate target context"))?;
-        Ok(RemapTarget {
+        let worker = ctx.worker::<Self>().map_err(nomem(c"Cannot allocate the target's workqueue"))?;
+        let t = RemapTarget {
+            worker,
             devt: ctx.devt(),
             notifier,
             spare_low: AtomicBool::new(false),
+            exhausted: AtomicBool::new(false),
+            meta_failed: AtomicBool::new(false),
             begin: ctx.begin(),
             main,
             main_offset: parsed.main_offset,
             spare,
-            data_start,
+            data_start: geometry.data_start,
             opts,
             shift,
             blocks,
+            main_blocks: main_sectors >> shift,
             index,
             entries: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
             slots,
             ctl,
-            gate: Gate {
-                moving: AtomicU64::new(0),
-                epoch: AtomicU64::new(0),
-                inflight,
-                held,
-            },
+            deferred,
+            gate: Gate { moving: AtomicU64::new(0), epoch: AtomicU64::new(0), inflight, held },
             stats: Stats::default(),
-        })
+        };
+        {
+            let mut m = t.ctl.lock();
+            t.load(&mut m, true)?;
+        }
+        Ok(t)
     }
 
     fn map(&self, ti: &TargetRef, bio: &mut Bio) -> MapResult {
@@ -249,6 +419,7 @@ impl Target for RemapTarget {
         }
         let dev_sector = bio.sector();
         bio.data().sector = dev_sector;
+        bio.data().flags = 0;
         let rel = dev_sector - ti.begin();
         let write = bio.is_write();
         // Writes are always counted: a block move must wait for writes to main in flight.
@@ -256,6 +427,7 @@ impl Target for RemapTarget {
         let moving = self.gate.moving.load(SeqCst);
         if moving == 0 && self.entries.load(SeqCst) == 0 {
             bio.data().tag = tag;
+            bio.save_data();
             bio.set_dev(&self.main);
             bio.set_sector(self.main_offset + rel);
             return MapResult::Remapped;
@@ -268,20 +440,23 @@ impl Target for RemapTarget {
         let sectors = bio.sectors();
         let mut piece = remap::plan(&IndexLookup(&self.index), rel, sectors, self.shift);
         if moving != 0 {
-            // Cut the piece at the moving block so that only its part is held.
-            let m = moving - 1;
+            // Cut the piece at the moving range so that only its part is held.
+            let (m_first, m_len) = unpack_move(moving);
             let start = rel;
             let end = rel + u64::from(piece.sectors);
-            let m_start = m << self.shift;
-            let m_end = (m + 1) << self.shift;
+            let m_start = m_first << self.shift;
+            let m_end = (m_first + m_len) << self.shift;
             if start < m_end && m_start < end {
                 if start < m_start {
                     piece.sectors = (m_start - start) as u32;
                 } else {
-                    piece.sectors = (m_end.min(end) - start) as u32;
+                    // Hold one block at a time: after the move its blocks may live apart.
+                    let block_end = ((start >> self.shift) + 1) << self.shift;
+                    piece.sectors = (block_end.min(end) - start) as u32;
                     bio.accept_partial(piece.sectors);
                     self.gate.leave(tag);
                     bio.data().tag = 0;
+                    bio.save_data();
                     let mut held = self.gate.held.lock();
                     if self.gate.moving.load(SeqCst) == moving {
                         held.push(bio);
@@ -299,29 +474,90 @@ impl Target for RemapTarget {
             bio.accept_partial(piece.sectors);
             self.stats.split_bios.fetch_add(1, Relaxed);
         }
+        bio.save_data();
+        if piece.dest == Dest::MainPending && bio.is_data_write() {
+            // A write heals a pending block: the worker gives it a fresh slot.
+            self.gate.leave(tag);
+            bio.data().tag = 0;
+            self.defer(bio);
+            return MapResult::Submitted;
+        }
         bio.data().tag = tag;
         self.route(bio, rel, piece.dest);
         MapResult::Remapped
     }
 
-    fn end_io(&self, _ti: &TargetRef, bio: &mut Bio, error: u8) {
+    fn end_io(&self, _ti: &TargetRef, bio: &mut Bio, error: u8) -> EndIo {
         let data = bio.data();
         let tag = core::mem::take(&mut data.tag);
         let sector = data.sector;
+        let handled = data.flags & BIO_HANDLED != 0;
         self.gate.leave(tag);
-        if error != 0 {
-            let write = bio.is_write();
-            let counter = if write { &self.stats.write_errors } else { &self.stats.read_errors };
-            counter.fetch_add(1, Relaxed);
-            let mut flags = 0;
-            if write {
-                flags |= uapi::DMR_EVF_WRITE;
-            }
-            if bio.is_on(&self.spare) {
-                flags |= uapi::DMR_EVF_SPARE;
-            }
-            self.event(uapi::EV_IO_ERROR, sector, u64::from(error), flags);
+        if error == 0 || handled {
+            return EndIo::Done;
         }
+        let write = bio.is_write();
+        let counter = if write { &self.stats.write_errors } else { &self.stats.read_errors };
+        counter.fetch_add(1, Relaxed);
+        let mut flags = 0;
+        if write {
+            flags |= uapi::DMR_EVF_WRITE;
+        }
+        let on_spare = bio.is_on(&self.spare);
+        if on_spare {
+            flags |= uapi::DMR_EVF_SPARE;
+        }
+        self.event(uapi::EV_IO_ERROR, sector, u64::from(error), flags);
+        if on_spare || !(bio.is_read() || bio.is_data_write()) {
+            // Errors from the spare, and of discards and write-zeroes, fail the bio.
+            return EndIo::Done;
+        }
+        bio.data().error = error;
+        self.defer(bio);
+        EndIo::Incomplete
+    }
+
+    fn work(&self, _ti: &TargetRef) {
+        loop {
+            let mut list = core::mem::replace(&mut *self.deferred.lock(), BioList::new());
+            let mut any = false;
+            while let Some(h) = list.pop() {
+                any = true;
+                self.handle(h);
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn presuspend(&self, _ti: &TargetRef) {
+        // Every change is committed before it is used; what may be left is the rewrite of a
+        // copy found damaged.
+        let mut m = self.ctl.lock();
+        if m.repair {
+            let _ = self.commit(&mut m);
+        }
+    }
+
+    fn preresume(&self, _ti: &TargetRef) -> Result {
+        let mut m = self.ctl.lock();
+        // Another table of this device (the one this table replaces) may have committed since
+        // this one was loaded: load again if the spare changed.
+        let disk_seq = {
+            let Meta { mdbuf, .. } = &mut *m;
+            metadata::probe(&mut SpareIo(&self.spare), self.spare.sectors(), mdbuf).map(|p| p.max_seq).map_err(|_| EIO)?
+        };
+        if disk_seq != m.disk_seq {
+            self.load(&mut m, false).map_err(|e| {
+                pr_err!("{}: metadata changed on the spare and cannot be loaded again\n", self.spare.name());
+                e.err
+            })?;
+        }
+        if m.repair {
+            let _ = self.commit(&mut m);
+        }
+        Ok(())
     }
 
     fn status(&self, _ti: &TargetRef, ty: StatusType, out: &mut Emitter<'_>) {
@@ -329,17 +565,18 @@ impl Target for RemapTarget {
         let _ = match ty {
             StatusType::Info => {
                 let (used, total) = self.slot_usage();
+                let pending = self.pending.load(Relaxed);
                 write!(
                     out,
                     "{} {} {}/{} {} {} {} {}",
-                    self.entries.load(Relaxed),
-                    0, // pending blocks
+                    self.entries.load(Relaxed).saturating_sub(pending),
+                    pending,
                     used,
                     total,
                     self.stats.read_errors.load(Relaxed),
                     self.stats.write_errors.load(Relaxed),
-                    0, // metadata sequence number
-                    "active"
+                    self.seq.load(Relaxed),
+                    self.state()
                 )
             }
             StatusType::Table => write!(
@@ -386,6 +623,15 @@ impl Target for RemapTarget {
             }
             Ok(())
         };
+        let range = |nums: &[u64; 2]| -> Result<(u64, u64)> {
+            let count = if n == 2 { nums[1] } else { 1 };
+            let first = self.block_of(ti, nums[0])?;
+            if count == 0 || count > REMAP_MAX_COUNT || first + count > self.blocks {
+                pr_warn!("{}: count {} out of range (1..={}, within the device)\n", BStr::from_bytes(verb), count, REMAP_MAX_COUNT);
+                return Err(EINVAL);
+            }
+            Ok((first, count))
+        };
         match verb {
             b"ping" => {
                 arity(0, 0)?;
@@ -397,24 +643,24 @@ impl Target for RemapTarget {
             }
             b"remap" => {
                 arity(1, 2)?;
-                let count = if n == 2 { nums[1] } else { 1 };
-                let first = self.block_of(ti, nums[0])?;
-                if count == 0 || count > REMAP_MAX_COUNT || first + count > self.blocks {
-                    pr_warn!("remap: count {} out of range (1..={}, within the device)\n", count, REMAP_MAX_COUNT);
-                    return Err(EINVAL);
-                }
+                let (first, count) = range(&nums)?;
                 let mut done = 0;
                 let mut already = 0;
                 let mut res = Ok(());
-                for b in first..first + count {
-                    match self.remap_block(b) {
-                        Ok(true) => done += 1,
-                        Ok(false) => already += 1,
+                let mut b = first;
+                while b < first + count {
+                    let len = (first + count - b).min(MOVE_MAX);
+                    match self.remap_range(b, len) {
+                        Ok((d, a)) => {
+                            done += d;
+                            already += a;
+                        }
                         Err(e) => {
                             res = Err(e);
                             break;
                         }
                     }
+                    b += len;
                 }
                 if let Err(e) = res {
                     if done == 0 {
@@ -431,6 +677,18 @@ impl Target for RemapTarget {
                 self.unremap_block(b)?;
                 let _ = write!(out, "unremapped block {}", b);
             }
+            b"pending" => {
+                arity(1, 2)?;
+                let (first, count) = range(&nums)?;
+                let mut marked = 0;
+                let mut b = first;
+                while b < first + count {
+                    let len = (first + count - b).min(MOVE_MAX);
+                    marked += self.mark_pending(b, len)?;
+                    b += len;
+                }
+                let _ = write!(out, "marked {} blocks pending", marked);
+            }
             b"list" => {
                 arity(0, 2)?;
                 let from = if n >= 1 { self.block_of(ti, nums[0])? } else { 0 };
@@ -443,13 +701,19 @@ impl Target for RemapTarget {
             }
             b"clear_stats" => {
                 arity(0, 0)?;
+                let s = &self.stats;
                 for c in [
-                    &self.stats.read_errors,
-                    &self.stats.write_errors,
-                    &self.stats.remap_ops,
-                    &self.stats.unremap_ops,
-                    &self.stats.split_bios,
-                    &self.stats.held_bios,
+                    &s.read_errors,
+                    &s.write_errors,
+                    &s.remap_ops,
+                    &s.unremap_ops,
+                    &s.split_bios,
+                    &s.held_bios,
+                    &s.healed_writes,
+                    &s.recovered_reads,
+                    &s.failed_reads,
+                    &s.commits,
+                    &s.commit_errors,
                 ] {
                     c.store(0, Relaxed);
                 }
@@ -479,6 +743,9 @@ impl Target for RemapTarget {
     }
 }
 
+/// `BioData::flags`: the worker ended the bio; its status is final.
+const BIO_HANDLED: u32 = 1;
+
 impl RemapTarget {
     fn route(&self, bio: &mut Bio, rel: Sector, dest: Dest) {
         match dest {
@@ -490,6 +757,22 @@ impl RemapTarget {
                 bio.set_dev(&self.spare);
                 bio.set_sector(self.data_start + s);
             }
+        }
+    }
+
+    /// Hand a bio to the worker. Any context.
+    fn defer(&self, bio: &mut Bio) {
+        self.deferred.lock().push(bio);
+        self.worker.kick();
+    }
+
+    fn state(&self) -> &'static str {
+        if self.meta_failed.load(Relaxed) {
+            "metadata_error"
+        } else if self.exhausted.load(Relaxed) {
+            "spare_exhausted"
+        } else {
+            "active"
         }
     }
 
@@ -515,6 +798,22 @@ impl RemapTarget {
         (a.allocated(), a.total())
     }
 
+    /// A free slot, or `None` (and an exhaustion event for `block`) when the spare is full.
+    fn alloc_slot(&self, block: u64) -> Option<u64> {
+        let slot = self.slots.lock().alloc();
+        if slot.is_none() {
+            self.exhausted.store(true, Relaxed);
+            self.event(uapi::EV_SPARE_EXHAUSTED, self.dev_sector(block), 0, 0);
+        } else {
+            self.exhausted.store(false, Relaxed);
+        }
+        slot
+    }
+
+    fn free_slot(&self, slot: u64) {
+        let _ = self.slots.lock().free_slot(slot);
+    }
+
     /// Block number of a device sector inside this target.
     fn block_of(&self, ti: &TargetRef, sector: u64) -> Result<u64> {
         if sector < ti.begin() || sector - ti.begin() >= ti.len() {
@@ -522,6 +821,10 @@ impl RemapTarget {
             return Err(EINVAL);
         }
         Ok((sector - ti.begin()) >> self.shift)
+    }
+
+    fn dev_sector(&self, block: u64) -> Sector {
+        self.begin + (block << self.shift)
     }
 
     fn main_sector(&self, block: u64) -> Sector {
@@ -532,25 +835,240 @@ impl RemapTarget {
         self.data_start + (slot << self.shift)
     }
 
-    /// Copy one block between devices in chunks.
-    fn copy(&self, from: &DmDev, from_sector: Sector, to: &DmDev, to_sector: Sector) -> Result {
-        let bytes = self.opts.block_size as usize;
-        let chunk = bytes.min(COPY_CHUNK);
-        let mut buf = KVec::new();
-        buf.extend_with(chunk, 0u8, GFP_KERNEL)?;
-        let mut done = 0usize;
-        while done < bytes {
-            let s = (done >> 9) as u64;
-            from.rw(from_sector + s, &mut buf, false)?;
-            to.rw(to_sector + s, &mut buf, true)?;
-            done += chunk;
+    fn block_bytes(&self) -> usize {
+        self.opts.block_size as usize
+    }
+
+    // ---- metadata ---------------------------------------------------------------------------
+
+    /// Load the index from the spare (format a blank spare when `may_format`).
+    fn load(&self, m: &mut Meta, may_format: bool) -> core::result::Result<(), CtrError> {
+        // Start from nothing (a reload replaces everything).
+        while let Some((b, _)) = self.index.first_in(0, u64::MAX >> 2) {
+            self.index.remove(b);
         }
+        self.entries.store(0, SeqCst);
+        self.pending.store(0, SeqCst);
+        self.slots.lock().clear();
+
+        let mut name = [0u8; 64];
+        let id = self.main.disk_name(&mut name);
+        let expect = Expect {
+            uuid: None,
+            main_sectors: Some(m.set.main.sectors),
+            main_offset: Some(self.main_offset),
+            main_id: Some(id),
+            block_size: Some(self.opts.block_size),
+        };
+        let spare_sectors = self.spare.sectors();
+        let mut scratch = kvec_zeroed(words_for(m.set.geometry.data_slots), 0u64, c"Cannot allocate the metadata bitmap")?;
+        let mut entries = 0u64;
+        let mut pending = 0u64;
+        let res = {
+            let Meta { mdbuf, .. } = &mut *m;
+            metadata::load(&mut SpareIo(&self.spare), spare_sectors, &expect, mdbuf, &mut scratch, |b, e| {
+                if let Entry::Remapped { slot } = e {
+                    self.slots.lock().mark_allocated(slot).map_err(|_| metadata::SinkError)?;
+                } else {
+                    pending += 1;
+                }
+                self.index.store(b, e.encode()).map_err(|_| metadata::SinkError)?;
+                entries += 1;
+                Ok(())
+            })
+        };
+        match res {
+            Ok(l) => {
+                if l.sb.set.geometry.data_start != self.data_start || l.sb.set.geometry.data_slots != m.set.geometry.data_slots {
+                    return Err(CtrError::inval(c"Spare metadata geometry differs from this spare's (was it resized?)"));
+                }
+                m.set = l.sb.set;
+                m.next_seq = l.next_seq;
+                m.target = l.commit_target();
+                m.disk_seq = l.next_seq - 1;
+                m.repair = l.other_bad();
+                self.seq.store(l.sb.seq, SeqCst);
+                self.pending.store(pending, SeqCst);
+                self.entries.store(entries, SeqCst);
+                if m.repair {
+                    pr_warn!("{}: metadata copy {} is damaged; it is rewritten before the device goes live\n",
+                        self.spare.name(), l.winner.other().name());
+                }
+                pr_info!("{}: loaded metadata seq {} ({} remapped, {} pending)\n",
+                    self.spare.name(), l.sb.seq, entries - pending, pending);
+                Ok(())
+            }
+            Err(LoadError::Blank) if may_format => {
+                let Meta { mdbuf, set, .. } = &mut *m;
+                metadata::format(&mut SpareIo(&self.spare), set, core::iter::empty(), mdbuf, None)
+                    .map_err(|_| CtrError { msg: c"Cannot format the blank spare", err: EIO })?;
+                m.next_seq = 3;
+                m.target = CopyId::A;
+                m.disk_seq = 2;
+                m.repair = false;
+                self.seq.store(2, SeqCst);
+                pr_info!("{}: formatted blank spare ({} slots)\n", self.spare.name(), m.set.geometry.data_slots);
+                Ok(())
+            }
+            Err(e) => {
+                // Leave nothing half-loaded behind.
+                while let Some((b, _)) = self.index.first_in(0, u64::MAX >> 2) {
+                    self.index.remove(b);
+                }
+                self.entries.store(0, SeqCst);
+                self.pending.store(0, SeqCst);
+                self.slots.lock().clear();
+                Err(load_err(&e))
+            }
+        }
+    }
+
+    /// Write the whole index as the next metadata copy and make it durable: record blocks, then
+    /// the superblock with a preflush (everything written before, data slots included, is
+    /// durable first) and FUA.
+    fn commit(&self, m: &mut Meta) -> Result {
+        let seq = m.next_seq;
+        let copy = m.target;
+        // Never reuse a sequence number, even one whose write failed half-way.
+        m.next_seq = seq + 1;
+        let res = (|| -> Result {
+            let Meta { set, mdbuf, buf, .. } = &mut *m;
+            let mut records = IndexRecords { index: &self.index, next: 0, last: self.main_blocks, done: false };
+            let mut enc = metadata::CopyEncoder::new(set, copy, seq, None).map_err(|_| EINVAL)?;
+            // Record blocks are consecutive: gather them in the copy buffer, one write per
+            // buffer full.
+            let mut start = 0;
+            let mut used = 0;
+            while let Some(sector) = enc.next_block(&mut records, mdbuf).map_err(|_| ENOSPC)? {
+                if used > 0 && (sector != start + (used / 512) as u64 || used + MD_BLOCK_SIZE > buf.len()) {
+                    self.spare.write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
+                    used = 0;
+                }
+                if used == 0 {
+                    start = sector;
+                }
+                buf.get_mut(used..used + MD_BLOCK_SIZE).ok_or(EINVAL)?.copy_from_slice(mdbuf.get(..MD_BLOCK_SIZE).ok_or(EINVAL)?);
+                used += MD_BLOCK_SIZE;
+            }
+            if used > 0 {
+                self.spare.write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
+            }
+            let (sector, _) = enc.finish(mdbuf).map_err(|_| EINVAL)?;
+            self.spare.write(sector, mdbuf, WriteMode::FlushFua)
+        })();
+        match res {
+            Ok(()) => {
+                m.target = copy.other();
+                m.disk_seq = seq;
+                m.repair = false;
+                self.seq.store(seq, SeqCst);
+                self.meta_failed.store(false, Relaxed);
+                self.stats.commits.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                // The copy written to is now invalid; the other one still holds the previous
+                // commit. The next commit writes the same copy again.
+                m.disk_seq = seq;
+                self.meta_failed.store(true, Relaxed);
+                self.stats.commit_errors.fetch_add(1, Relaxed);
+                self.event(uapi::EV_META_ERROR, 0, e.to_errno().unsigned_abs().into(), uapi::DMR_EVF_SPARE);
+                pr_err!("{}: metadata commit {} failed: {:?}\n", self.spare.name(), seq, e);
+            }
+        }
+        res
+    }
+
+    /// Record a change of the index for the move in progress (undone if its commit fails).
+    fn set_entry(&self, m: &mut Meta, block: u64, e: Entry) -> Result {
+        let old = self.index.get(block);
+        m.undo.push((block, old), GFP_KERNEL)?;
+        if let Err(err) = self.index.store(block, e.encode()) {
+            m.undo.pop();
+            return Err(err);
+        }
+        self.account(old, Some(e.encode()));
         Ok(())
     }
 
-    /// Stop new bios from reaching `block` and wait for those in flight.
-    fn start_move(&self, block: u64) {
-        self.gate.moving.store(block + 1, SeqCst);
+    /// Adjust the entry counters for an index change from `old` to `new`.
+    fn account(&self, old: Option<u64>, new: Option<u64>) {
+        let pend = |v: Option<u64>| matches!(v.map(Entry::decode), Some(Entry::Pending));
+        match (old.is_some(), new.is_some()) {
+            (false, true) => {
+                self.entries.fetch_add(1, SeqCst);
+            }
+            (true, false) => {
+                self.entries.fetch_sub(1, SeqCst);
+            }
+            _ => {}
+        }
+        match (pend(old), pend(new)) {
+            (false, true) => {
+                self.pending.fetch_add(1, SeqCst);
+            }
+            (true, false) => {
+                self.pending.fetch_sub(1, SeqCst);
+            }
+            _ => {}
+        }
+    }
+
+    /// Commit the changes of the move in progress, or undo them (freeing the slots they took)
+    /// when the commit fails. Raises the events of committed changes.
+    fn commit_changes(&self, m: &mut Meta) -> Result {
+        if m.undo.is_empty() {
+            return Ok(());
+        }
+        let res = self.commit(m);
+        let mut undo = core::mem::take(&mut m.undo);
+        for &(block, old) in undo.iter().rev() {
+            let new = self.index.get(block);
+            if res.is_err() {
+                match old {
+                    Some(v) => {
+                        let _ = self.index.store(block, v);
+                    }
+                    None => {
+                        self.index.remove(block);
+                    }
+                }
+                self.account(new, old);
+                if let Some(Entry::Remapped { slot }) = new.map(Entry::decode) {
+                    self.free_slot(slot);
+                }
+                continue;
+            }
+            let sector = self.dev_sector(block);
+            match (old.map(Entry::decode), new.map(Entry::decode)) {
+                (_, Some(Entry::Remapped { slot })) => {
+                    self.stats.remap_ops.fetch_add(1, Relaxed);
+                    self.event(uapi::EV_REMAP, sector, slot, 0);
+                }
+                (_, Some(Entry::Pending)) => self.event(uapi::EV_PENDING, sector, 0, 0),
+                (Some(Entry::Remapped { slot }), None) => {
+                    // Durable: nothing refers to the slot any more.
+                    self.free_slot(slot);
+                    self.stats.unremap_ops.fetch_add(1, Relaxed);
+                    self.event(uapi::EV_UNREMAP, sector, slot, 0);
+                }
+                _ => {}
+            }
+        }
+        undo.clear();
+        m.undo = undo;
+        let (free, total) = {
+            let a = self.slots.lock();
+            (a.free(), a.total())
+        };
+        self.check_spare_low(free, total);
+        res
+    }
+
+    // ---- moves ------------------------------------------------------------------------------
+
+    /// Stop new bios from reaching blocks `first..first + len` and wait for those in flight.
+    fn start_move(&self, first: u64, len: u64) {
+        self.gate.moving.store(((first + 1) << MOVE_LEN_BITS) | len, SeqCst);
         let old = self.gate.epoch.fetch_add(1, SeqCst) & 1;
         while self.gate.in_flight(old) != 0 {
             kernel::time::delay::fsleep(kernel::time::Delta::from_micros(200));
@@ -567,54 +1085,129 @@ impl RemapTarget {
         };
         while let Some(mut h) = held.pop() {
             let bio = h.bio();
-            let tag = self.gate.enter();
-            bio.data().tag = tag;
             let rel = bio.sector() - self.begin;
             let piece = remap::plan(&IndexLookup(&self.index), rel, bio.sectors(), self.shift);
+            if piece.dest == Dest::MainPending && bio.is_data_write() {
+                self.defer(bio);
+                continue;
+            }
+            let tag = self.gate.enter();
+            bio.data().tag = tag;
             self.route(bio, rel, piece.dest);
             h.submit();
         }
     }
 
-    /// Move `block` to a spare slot. `Ok(false)` if it already is on the spare.
-    fn remap_block(&self, block: u64) -> Result<bool> {
-        let _ctl = self.ctl.lock();
-        if let Some(v) = self.index.get(block) {
-            if matches!(Entry::decode(v), Entry::Remapped { .. }) {
-                return Ok(false);
+    /// Read `n` blocks of main from `first` on into the copy buffer.
+    fn read_main(&self, m: &mut Meta, first: u64, n: usize) -> Result {
+        let bytes = n * self.block_bytes();
+        let buf = m.buf.get_mut(..bytes).ok_or(EINVAL)?;
+        self.main.read(self.main_sector(first), buf)
+    }
+
+    /// Read one block of main into the copy buffer, trying `1 + retries` times. Returns
+    /// whether any attempt failed before one succeeded.
+    fn read_main_retrying(&self, m: &mut Meta, block: u64, retries: u32) -> Result<bool> {
+        let mut failed = false;
+        let mut last = Err(EIO);
+        for _ in 0..=retries {
+            last = self.read_main(m, block, 1);
+            if last.is_ok() {
+                break;
             }
+            failed = true;
         }
-        let (slot, free, total) = {
-            let mut a = self.slots.lock();
-            let slot = a.alloc();
-            (slot, a.free(), a.total())
-        };
-        let Some(slot) = slot else {
-            self.event(uapi::EV_SPARE_EXHAUSTED, self.begin + (block << self.shift), 0, 0);
-            return Err(ENOSPC);
-        };
-        self.start_move(block);
-        let res = self
-            .copy(&self.main, self.main_sector(block), &self.spare, self.slot_sector(slot))
-            .and_then(|()| self.index.store(block, Entry::Remapped { slot }.encode()));
-        match res {
-            Ok(()) => {
-                self.entries.fetch_add(1, SeqCst);
-                self.stats.remap_ops.fetch_add(1, Relaxed);
-                self.event(uapi::EV_REMAP, self.begin + (block << self.shift), slot, 0);
-                self.check_spare_low(free, total);
-            }
-            Err(_) => {
-                let _ = self.slots.lock().free_slot(slot);
-            }
+        last.map(|()| failed)
+    }
+
+    /// Write one block from the copy buffer (at byte `off`) to spare slot `slot`.
+    fn write_slot(&self, m: &Meta, off: usize, slot: u64) -> Result {
+        let buf = m.buf.get(off..off + self.block_bytes()).ok_or(EINVAL)?;
+        self.spare.write(self.slot_sector(slot), buf, WriteMode::Plain)
+    }
+
+    /// Move blocks `first..first + len` (`len <= MOVE_MAX`) to spare slots with one commit.
+    /// Returns (blocks moved, blocks already on the spare).
+    fn remap_range(&self, first: u64, len: u64) -> Result<(u64, u64)> {
+        let mut m = self.ctl.lock();
+        self.start_move(first, len);
+        let per_chunk = (COPY_CHUNK / self.block_bytes()).max(1) as u64;
+        let mut already = 0;
+        let mut res = Ok(());
+        let mut b = first;
+        while b < first + len && res.is_ok() {
+            let n = (first + len - b).min(per_chunk);
+            res = match self.read_main(&mut m, b, n as usize) {
+                Ok(()) => self.move_from_buf(&mut m, b, n, &mut already),
+                // One block may be unreadable: go block by block to move the others.
+                Err(_) if n > 1 => (b..b + n).try_for_each(|x| {
+                    self.read_main(&mut m, x, 1).and_then(|()| self.move_from_buf(&mut m, x, 1, &mut already))
+                }),
+                Err(e) => Err(e),
+            };
+            b += n;
         }
+        let done = m.undo.len() as u64;
+        let committed = self.commit_changes(&mut m);
         self.end_move();
-        res.map(|()| true)
+        committed?;
+        if done == 0 {
+            res?;
+        }
+        Ok((done, already))
+    }
+
+    /// Move the `n` blocks from `block` on, whose data is in the copy buffer, to fresh slots
+    /// (no commit). Runs of consecutive slots are written with one I/O.
+    fn move_from_buf(&self, m: &mut Meta, block: u64, n: u64, already: &mut u64) -> Result {
+        let bb = self.block_bytes();
+        let mut i = 0;
+        while i < n {
+            if let Some(Entry::Remapped { .. }) = self.index.get(block + i).map(Entry::decode) {
+                *already += 1;
+                i += 1;
+                continue;
+            }
+            let slot0 = self.alloc_slot(block + i).ok_or(ENOSPC)?;
+            let mut run = 1;
+            while i + run < n && self.index.get(block + i + run).is_none() {
+                // The allocator lock must be dropped before `free_slot` takes it again.
+                let next = self.slots.lock().alloc();
+                match next {
+                    Some(s) if s == slot0 + run => run += 1,
+                    Some(s) => {
+                        self.free_slot(s);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let off = i as usize * bb;
+            let mut r = m.buf.get(off..off + run as usize * bb).ok_or(EINVAL).and_then(|buf| {
+                self.spare.write(self.slot_sector(slot0), buf, WriteMode::Plain)
+            });
+            // Slots entered in the index so far (their undo frees them if the commit fails).
+            let mut set = 0;
+            while r.is_ok() && set < run {
+                r = self.set_entry(m, block + i + set, Entry::Remapped { slot: slot0 + set });
+                if r.is_ok() {
+                    set += 1;
+                }
+            }
+            if let Err(e) = r {
+                for j in set..run {
+                    self.free_slot(slot0 + j);
+                }
+                return Err(e);
+            }
+            i += run;
+        }
+        Ok(())
     }
 
     /// Move `block` back to main and free its slot.
     fn unremap_block(&self, block: u64) -> Result {
-        let _ctl = self.ctl.lock();
+        let mut m = self.ctl.lock();
         let slot = match self.index.get(block).map(Entry::decode) {
             Some(Entry::Remapped { slot }) => slot,
             _ => {
@@ -622,24 +1215,208 @@ impl RemapTarget {
                 return Err(ENOENT);
             }
         };
-        self.start_move(block);
-        let res = self.copy(&self.spare, self.slot_sector(slot), &self.main, self.main_sector(block));
-        if res.is_ok() {
-            self.index.remove(block);
-            self.entries.fetch_sub(1, SeqCst);
-            // Nothing can reach the slot any more: every bio routed with the old entry has
-            // completed (the epoch drain) and new ones see the block on main.
-            let (free, total) = {
-                let mut a = self.slots.lock();
-                let _ = a.free_slot(slot);
-                (a.free(), a.total())
-            };
-            self.stats.unremap_ops.fetch_add(1, Relaxed);
-            self.event(uapi::EV_UNREMAP, self.begin + (block << self.shift), slot, 0);
-            self.check_spare_low(free, total);
-        }
+        self.start_move(block, 1);
+        let bytes = self.block_bytes();
+        let res = (|| -> Result {
+            let buf = m.buf.get_mut(..bytes).ok_or(EINVAL)?;
+            self.spare.read(self.slot_sector(slot), buf)?;
+            self.main.write(self.main_sector(block), buf, WriteMode::Plain)?;
+            // The data must be durable on main before the record stops pointing at the slot.
+            self.main.flush()?;
+            let old = self.index.remove(block);
+            m.undo.push((block, old), GFP_KERNEL)?;
+            self.account(old, None);
+            Ok(())
+        })();
+        let res = res.and_then(|()| self.commit_changes(&mut m));
         self.end_move();
         res
+    }
+
+    /// Mark blocks `first..first + len` pending (those neither pending nor remapped) with one
+    /// commit. Returns how many were marked.
+    fn mark_pending(&self, first: u64, len: u64) -> Result<u64> {
+        let mut m = self.ctl.lock();
+        self.start_move(first, len);
+        let mut res = Ok(());
+        for b in first..first + len {
+            if self.index.get(b).is_none() {
+                if let Err(e) = self.set_entry(&mut m, b, Entry::Pending) {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        let marked = m.undo.len() as u64;
+        let committed = self.commit_changes(&mut m);
+        self.end_move();
+        committed?;
+        res.map(|()| marked)
+    }
+
+    // ---- errors -----------------------------------------------------------------------------
+
+    /// Finish a bio taken over from `map` (a write to a pending block) or `end_io` (an error
+    /// on main).
+    fn handle(&self, mut h: HeldBio) {
+        let bio = h.bio();
+        let rel = bio.data().sector - self.begin;
+        let bytes = bio.saved_bytes();
+        let orig = bio.data().error;
+        let status = if bytes == 0 || bytes % 512 != 0 {
+            if orig != 0 { orig } else { STS_IOERR }
+        } else if bio.is_data_write() {
+            self.heal_write(bio, rel, bytes, orig)
+        } else {
+            self.recover_read(bio, rel, bytes)
+        };
+        bio.data().flags |= BIO_HANDLED;
+        h.end(status);
+    }
+
+    /// The blocks a bio covers, in chunks of at most `MOVE_MAX`: calls `f(first, len)`.
+    fn for_each_chunk(&self, rel: u64, bytes: u32, mut f: impl FnMut(u64, u64)) {
+        let first = rel >> self.shift;
+        let last = (rel + u64::from(bytes / 512) - 1) >> self.shift;
+        let mut b = first;
+        while b <= last {
+            let len = (last + 1 - b).min(MOVE_MAX);
+            f(b, len);
+            b += len;
+        }
+    }
+
+    /// Byte range `(offset in the block, offset in the bio, length)` of `block` covered by a
+    /// bio of `bytes` bytes at sector `rel`.
+    fn overlap(&self, block: u64, rel: u64, bytes: u32) -> (usize, u32, usize) {
+        let bstart = (block << self.shift) * 512;
+        let bend = bstart + self.block_bytes() as u64;
+        let start = rel * 512;
+        let end = start + u64::from(bytes);
+        let lo = bstart.max(start);
+        let hi = bend.min(end);
+        ((lo - bstart) as usize, (lo - start) as u32, (hi - lo) as usize)
+    }
+
+    /// A write failed on main (or targets a pending block): write its blocks to fresh spare
+    /// slots, commit, and report success; partial blocks are completed from main.
+    fn heal_write(&self, bio: &mut Bio, rel: u64, bytes: u32, orig: u8) -> u8 {
+        let fail = if orig != 0 { orig } else { STS_IOERR };
+        let mut status = 0;
+        let retries = self.opts.read_retries;
+        let bb = self.block_bytes();
+        self.for_each_chunk(rel, bytes, |first, len| {
+            let mut m = self.ctl.lock();
+            self.start_move(first, len);
+            for b in first..first + len {
+                let (boff, ioff, n) = self.overlap(b, rel, bytes);
+                let cur = self.index.get(b).map(Entry::decode);
+                let r = (|| -> core::result::Result<(), u8> {
+                    let (slot, fresh) = match cur {
+                        Some(Entry::Remapped { slot }) => (slot, false),
+                        _ => (self.alloc_slot(b).ok_or(fail)?, true),
+                    };
+                    let r = (|| -> core::result::Result<(), u8> {
+                        if n < bb {
+                            // Partial block: the rest comes from where the block lives now.
+                            if fresh {
+                                // From main (a pending block may still fail: never invent data).
+                                self.read_main_retrying(&mut m, b, retries).map_err(|_| STS_IOERR)?;
+                            } else {
+                                let buf = m.buf.get_mut(..bb).ok_or(STS_IOERR)?;
+                                self.spare.read(self.slot_sector(slot), buf).map_err(|_| STS_IOERR)?;
+                            }
+                        }
+                        let dst = m.buf.get_mut(boff..boff + n).ok_or(STS_IOERR)?;
+                        bio.copy_out(ioff, dst).map_err(|_| STS_IOERR)?;
+                        self.write_slot(&m, 0, slot).map_err(|_| STS_IOERR)?;
+                        if fresh {
+                            self.set_entry(&mut m, b, Entry::Remapped { slot }).map_err(|_| STS_IOERR)?;
+                        }
+                        Ok(())
+                    })();
+                    if r.is_err() && fresh {
+                        self.free_slot(slot);
+                    }
+                    r
+                })();
+                if let Err(s) = r {
+                    status = s;
+                    if cur.is_none() && s == STS_IOERR {
+                        // A partial write to a block that cannot be read: the block's content is
+                        // unknown now; the next full write heals it.
+                        let _ = self.set_entry(&mut m, b, Entry::Pending);
+                    }
+                }
+            }
+            if self.commit_changes(&mut m).is_err() {
+                status = STS_IOERR;
+            } else if status == 0 {
+                self.stats.healed_writes.fetch_add(1, Relaxed);
+            }
+            self.end_move();
+        });
+        if status != 0 && status != fail {
+            return STS_IOERR;
+        }
+        status
+    }
+
+    /// A read failed on main: retry each block; recovered blocks that failed go to the spare,
+    /// unreadable ones become pending and fail the read.
+    fn recover_read(&self, bio: &mut Bio, rel: u64, bytes: u32) -> u8 {
+        let mut status = 0;
+        let retries = self.opts.read_retries;
+        let single = (rel >> self.shift) == ((rel + u64::from(bytes / 512) - 1) >> self.shift);
+        self.for_each_chunk(rel, bytes, |first, len| {
+            let mut m = self.ctl.lock();
+            self.start_move(first, len);
+            for b in first..first + len {
+                let (boff, ioff, n) = self.overlap(b, rel, bytes);
+                let cur = self.index.get(b).map(Entry::decode);
+                let got = match cur {
+                    Some(Entry::Remapped { slot }) => {
+                        // Moved meanwhile: read it from its slot.
+                        let bb = self.block_bytes();
+                        match m.buf.get_mut(..bb) {
+                            Some(buf) => self.spare.read(self.slot_sector(slot), buf).map(|()| false),
+                            None => Err(EINVAL),
+                        }
+                    }
+                    // A single-block read failed as a whole: its block did fail once.
+                    _ => self.read_main_retrying(&mut m, b, retries).map(|f| f || (single && retries > 0)),
+                };
+                match got {
+                    Ok(failed_before) => {
+                        let r = m.buf.get(boff..boff + n).ok_or(EINVAL).and_then(|src| bio.copy_in(ioff, src));
+                        if r.is_err() {
+                            status = STS_IOERR;
+                            continue;
+                        }
+                        if failed_before || matches!(cur, Some(Entry::Pending)) {
+                            // Save the recovered data while it can still be read.
+                            self.stats.recovered_reads.fetch_add(1, Relaxed);
+                            if let Some(slot) = self.alloc_slot(b) {
+                                let r = self.write_slot(&m, 0, slot).and_then(|()| self.set_entry(&mut m, b, Entry::Remapped { slot }));
+                                if r.is_err() {
+                                    self.free_slot(slot);
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        status = STS_IOERR;
+                        self.stats.failed_reads.fetch_add(1, Relaxed);
+                        if cur.is_none() {
+                            let _ = self.set_entry(&mut m, b, Entry::Pending);
+                        }
+                    }
+                }
+            }
+            let _ = self.commit_changes(&mut m);
+            self.end_move();
+        });
+        status
     }
 
     fn list(&self, ti: &TargetRef, from: u64, max: u64, out: &mut Emitter<'_>) {
@@ -663,11 +1440,12 @@ impl RemapTarget {
     fn write_stats(&self, out: &mut Emitter<'_>) {
         let (used, total) = self.slot_usage();
         let s = &self.stats;
+        let pending = self.pending.load(Relaxed);
         let _ = write!(
             out,
             "remapped={}\npending={}\nspare_used={}\nspare_total={}\nblock_size={}\nread_errors={}\nwrite_errors={}\nremap_ops={}\nunremap_ops={}\nsplit_bios={}\nheld_bios={}\n",
-            self.entries.load(Relaxed),
-            0,
+            self.entries.load(Relaxed).saturating_sub(pending),
+            pending,
             used,
             total,
             self.opts.block_size,
@@ -677,6 +1455,17 @@ impl RemapTarget {
             s.unremap_ops.load(Relaxed),
             s.split_bios.load(Relaxed),
             s.held_bios.load(Relaxed),
+        );
+        let _ = write!(
+            out,
+            "healed_writes={}\nrecovered_reads={}\nfailed_reads={}\ncommits={}\ncommit_errors={}\nmetadata_seq={}\nstate={}\n",
+            s.healed_writes.load(Relaxed),
+            s.recovered_reads.load(Relaxed),
+            s.failed_reads.load(Relaxed),
+            s.commits.load(Relaxed),
+            s.commit_errors.load(Relaxed),
+            self.seq.load(Relaxed),
+            self.state(),
         );
     }
 }
