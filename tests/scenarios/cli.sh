@@ -149,7 +149,7 @@ lists_agree r0 4097 100
 assert_eq "data after remaps" "$(sha_range /dev/mapper/r0 0 $LEN)" "$want"
 # The remapped block's slot on the spare holds its data.
 set -- $(dmsetup message r0 0 list 4104 1)
-assert_eq "slot contents" "$(read_at "$SPARE" $(($3 * 4096)) 4096)" "$(file_at /tmp/model $((4104 * 512)) 4096)"
+assert_eq "slot contents" "$(read_at "$SPARE" $(slot_byte $SPARE $3 4096) 4096)" "$(file_at /tmp/model $((4104 * 512)) 4096)"
 # More than one list message's worth: list-remaps pages through all of them.
 out=$($D remap r0 8192 --count 1500) || fail "remap 1500"
 echo "$out" | grep -q "remapped 1500 blocks" || fail "remap 1500: $out"

@@ -32,6 +32,16 @@ dm_sysfs() { echo "/sys/dev/block/$(dmsetup info -c --noheadings -o major,minor 
 devno() { cat "/sys/class/block/$(basename "$(readlink -f "$1")")/dev"; }
 # wipe DEV [MiB]: zero the start of a device.
 wipe() { dd if=/dev/zero of="$1" bs=1M count="${2:-8}" oflag=direct status=none; }
+# blank DEV: zero the first and last MiB, where remap metadata lives (an unformatted spare).
+blank() {
+	_sz=$(blockdev --getsz "$1")
+	dd if=/dev/zero of="$1" bs=512 count=2048 oflag=direct status=none &&
+	dd if=/dev/zero of="$1" bs=512 count=2048 seek=$((_sz - 2048)) oflag=direct status=none
+}
+# md_field SPARE NAME: a number from `dmremap inspect --json SPARE` (first occurrence).
+md_field() { dmremap inspect --json "$1" | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p" | head -n1; }
+# slot_byte SPARE SLOT BLOCK_BYTES: byte offset of a data slot on a formatted spare.
+slot_byte() { echo $(( $(md_field "$1" data_start) * 512 + $2 * $3 )); }
 # sha_range DEV START_SECTOR SECTORS: checksum of a range, read with direct I/O.
 sha_range() { dd if="$1" bs=512 skip="$2" count="$3" iflag=direct status=none | sha256sum | cut -d' ' -f1; }
 # random_file PATH SECTORS: random data to write and verify later.

@@ -16,9 +16,11 @@ check "suspend" dmsetup suspend r0
 check "resume" dmsetup resume r0
 assert_eq "data after suspend/resume" "$(sha_range /dev/mapper/r0 0 4096)" "$want"
 # Reload with different options takes effect.
-check "reload with new options" dmsetup reload r0 --table "0 65536 remap $MAIN 2048 $SPARE 1 read_retries:1"
+check "reload with new options" dmsetup reload r0 --table "0 65536 remap $MAIN 2048 $SPARE 2 block_size:8192 read_retries:1"
 check "resume" dmsetup resume r0
-assert_eq "table after option change" "$(dmsetup table r0)" "0 65536 remap $(devno "$MAIN") 2048 $(devno "$SPARE") 1 read_retries:1"
+assert_eq "table after option change" "$(dmsetup table r0)" "0 65536 remap $(devno "$MAIN") 2048 $(devno "$SPARE") 2 block_size:8192 read_retries:1"
+# The spare was formatted for 8 KiB blocks: a table with another block size is refused.
+expect_fail "reload with another block size" dmsetup reload r0 --table "0 65536 remap $MAIN 2048 $SPARE 1 read_retries:1"
 assert_eq "data after option change" "$(sha_range /dev/mapper/r0 0 4096)" "$want"
 # A bad reload leaves the live table alone.
 expect_fail "bad reload" dmsetup reload r0 --table "0 65536 remap $MAIN 2048 /dev/nosuch"

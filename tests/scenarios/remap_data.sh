@@ -20,7 +20,7 @@ line=$(msg r0 list 4104 1)
 set -- $line
 slot=$3
 assert_eq "list line" "$1 $2 $4" "4104 513 remapped"
-assert_eq "slot contents" "$(read_at "$SPARE" $((slot * 4096)) 4096)" "$(file_at /tmp/model $((4104 * 512)) 4096)"
+assert_eq "slot contents" "$(read_at "$SPARE" $(slot_byte $SPARE $slot 4096) 4096)" "$(file_at /tmp/model $((4104 * 512)) 4096)"
 check_all() {
 	assert_eq "whole device ($1)" "$(sha_range /dev/mapper/r0 0 $((MB * 2048)))" "$(sha256sum < /tmp/model | cut -d' ' -f1)"
 	for spec in 0:512 512:1024 3584:4096 4096:8192 7680:1048576 1536:65536 1024000:131072 \
@@ -38,7 +38,7 @@ for spec in 512:512 3584:1024 7680:1048576 1022976:8192 2047488:12288 10238976:6
 done
 check_all "after writes"
 # Main still holds the old data of a remapped block; the new data went to the spare.
-assert_eq "spare slot after write" "$(read_at "$SPARE" $((slot * 4096)) 4096)" "$(file_at /tmp/model $((4104 * 512)) 4096)"
+assert_eq "spare slot after write" "$(read_at "$SPARE" $(slot_byte $SPARE $slot 4096) 4096)" "$(file_at /tmp/model $((4104 * 512)) 4096)"
 # unremap moves data back to main.
 for s in 0 4104 4080 4088; do msg r0 unremap $s >/dev/null || fail "unremap $s"; done
 assert_eq "remapped after unremap" "$(field r0 1)" 67

@@ -63,7 +63,7 @@ chmod 755 "$ov"
 trap 'rm -rf "$ov"' EXIT
 mkdir -p "$ov/scenarios" "$ov/lib/modules" "$ov/usr/local/bin"
 install -m 0755 "$ROOT/tests/vm/init" "$ov/init"
-cp "$ROOT"/tests/scenarios/*.sh "$ov/scenarios/"
+cp "$ROOT"/tests/scenarios/*.sh "$ROOT"/tests/scenarios/*.inc "$ov/scenarios/"
 for spec in "$@"; do
 	src=${spec%%=*}; dst=${spec#*=}
 	[ -e "$src" ] || die "missing $src"

@@ -20,6 +20,15 @@ or `@@ACK <id> error <message>` (tests/scenarios/lib.sh: host_do). A repeated <i
 answer again without running the command twice. Commands (over QMP):
     qom-set <path> <property> <value>    e.g. qom-set /machine/peripheral/nvme3 smart_critical_warning 4
     qom-get <path> <property>            answers `ok <value>` (JSON)
+    fault <drive> read|write <sector> [once]
+                                         from now on every (with `once`: the next) read (write)
+                                         of the drive touching 512-byte <sector> fails with EIO: a
+                                         blkdebug node is put between the drive's raw and file
+                                         nodes (blockdev-reopen)
+    faults <drive> read|write <first> <step> <count>
+                                         `fault` at sectors first, first + step, ... (count of them)
+    clear-faults <drive>                 remove the drive's injected faults
+  (drives: the profile's ids, e.g. nvme0 = the main NVMe disk, vspare0 = /dev/vda)
 """
 
 import argparse
@@ -165,6 +174,9 @@ class VM:
         )
         self.lines = queue.Queue()
         self.answers = {}       # host-action id -> answer already sent
+        self.faults = {}        # drive id -> [(read|write, sector)] injected with blkdebug
+        self.fault_nodes = {}   # drive id -> its blkdebug node
+        self.fault_seq = 0
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -246,6 +258,20 @@ class VM:
                         value = value == "true"
                     self.qmp("qom-set", {"path": path, "property": prop, "value": value})
                     answer = "ok"
+                elif command == "fault" and len(args) in (3, 4) and args[1] in ("read", "write") \
+                        and args[3:] in ([], ["once"]):
+                    self.add_fault(args[0], args[1], int(args[2]), args[3:] == ["once"])
+                    answer = "ok"
+                elif command == "faults" and len(args) == 5 and args[1] in ("read", "write"):
+                    first, step, count = (int(a) for a in args[2:])
+                    if count < 1 or count > 4096 or step < 1:
+                        raise ValueError("faults: count 1..4096 and a positive step")
+                    rules = [(args[1], first + i * step, False) for i in range(count)]
+                    self.set_faults(args[0], self.faults.get(args[0], []) + rules)
+                    answer = "ok"
+                elif command == "clear-faults" and len(args) == 1:
+                    self.set_faults(args[0], [])
+                    answer = "ok"
                 elif command == "qom-get" and len(args) == 2:
                     answer = "ok " + json.dumps(self.qmp("qom-get", {"path": args[0], "property": args[1]}))
                 else:
@@ -259,6 +285,35 @@ class VM:
             self.proc.stdin.flush()
         except OSError:
             pass    # QEMU is gone; the line loop sees EOF
+
+    def add_fault(self, drive, kind, sector, once=False):
+        """Make every (or only the next) `kind` request touching 512-byte `sector` of `drive`
+        fail with EIO."""
+        rules = self.faults.get(drive, []) + [(kind, sector, once)]
+        self.set_faults(drive, rules)
+
+    def set_faults(self, drive, rules):
+        """Put a blkdebug node with `rules` between the drive's raw and file nodes (or none)."""
+        old = self.fault_nodes.get(drive)
+        if rules:
+            self.fault_seq += 1
+            node = f"{drive}-dbg{self.fault_seq}"
+            self.qmp("blockdev-add", {
+                "driver": "blkdebug", "node-name": node, "image": f"{drive}-file",
+                "inject-error": [
+                    {"event": f"{kind}_aio", "errno": 5, "sector": sector, "once": once}
+                    for kind, sector, once in rules
+                ],
+            })
+        else:
+            node = None
+        self.qmp("blockdev-reopen", {"options": [
+            {"driver": "raw", "node-name": f"{drive}-raw", "file": node or f"{drive}-file"}
+        ]})
+        if old:
+            self.qmp("blockdev-del", {"node-name": old})
+        self.faults[drive] = rules
+        self.fault_nodes[drive] = node
 
     def kill(self):
         if self.proc.poll() is None:
