@@ -5,20 +5,28 @@
 #   io       fio 4K random IOPS, dm-remap vs dm-linear, null_blk and NVMe, 0 and 100K remaps
 #   nvme     `dmremap nvme bench` scrape cycles over ten emulated NVMe controllers (cold and warm
 #            type cache, p50/p99, allocations per cycle)
+#   storm    durable remaps per second, group commit vs one commit per remap (release kernel)
+#   powercut 100 kill-QEMU power cuts + >= 100 crash states replayed from a dm-log-writes
+#            recording; lost writes / remaps and corrupt metadata (release kernel)
 #   pipeline, jitter, scrub
 #            the daemon's own benchmarks on the host (`dmremapd bench NAME`)
 source "$(dirname "$0")/lib.sh"
-name=${1:?usage: bench.sh kernel|io|nvme|pipeline|jitter|scrub}
+name=${1:?usage: bench.sh kernel|io|nvme|storm|powercut|pipeline|jitter|scrub}
 mkdir -p "$ROOT/target/bench"
 out=$ROOT/target/bench/$name.json
 case "$name" in
-kernel|io|nvme) ;;
+kernel|io|nvme|storm) ;;
+powercut)
+	"$ROOT/tests/vm/run.sh" --flavour release --powercut "${PC_KILLS:-100}" "${PC_LOG_OPS:-150}" --json "$out" || die "power-cut test failed (see target/vm-test/powercut-release/guest.log)"
+	log "wrote $out"
+	exit 0
+	;;
 pipeline|jitter|scrub)
 	"$ROOT/target/release/dmremapd" bench "$name" --out "$out"
 	log "wrote $out"
 	exit 0
 	;;
-*) die "unknown benchmark '$name' (have: kernel, io, nvme, pipeline, jitter, scrub)" ;;
+*) die "unknown benchmark '$name' (have: kernel, io, nvme, storm, powercut, pipeline, jitter, scrub)" ;;
 esac
 scen=("bench_$name")
 [ "$name" = io ] && scen=(bench_io_nullb bench_io_nvme)
@@ -37,6 +45,10 @@ io)
 	a=$(grep -a '^@@BENCH io-raw-nullb ' "$log" | tail -n1) || die "no null_blk result in $log"
 	b=$(grep -a '^@@BENCH io-raw-nvme ' "$log" | tail -n1) || die "no NVMe result in $log"
 	python3 "$ROOT/scripts/bench_report.py" io "${a#@@BENCH io-raw-nullb }" "${b#@@BENCH io-raw-nvme }" > "$out"
+	;;
+storm)
+	line=$(grep -a '^@@BENCH storm ' "$log" | tail -n1) || die "no result in $log"
+	echo "${line#@@BENCH storm }" | python3 -m json.tool > "$out"
 	;;
 nvme)
 	line=$(grep -a '^@@BENCH nvme ' "$log" | tail -n1) || die "no result in $log"

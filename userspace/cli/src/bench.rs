@@ -27,6 +27,10 @@ pub enum BenchCmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Remap storm: durable remaps per second on a live remap device, with many remaps per
+    /// commit (`remap <sector> <batch>` messages) and with one commit per remap (batch 1).
+    /// Moves blocks from sector --start on; the device must have that many blocks free there.
+    Storm(crate::storm::StormArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -50,6 +54,7 @@ impl From<Op> for BenchOp {
 
 pub fn run(cmd: &BenchCmd, json: bool) -> Result<(), CliError> {
     match cmd {
+        BenchCmd::Storm(a) => crate::storm::run(a, json),
         BenchCmd::Kernel { ops, entries, iterations, batch, out } => {
             let ctl = Control::open().map_err(|e| CliError::failed(e.to_string()))?;
             let mut results: Vec<BenchResult> = Vec::new();

@@ -4,6 +4,7 @@
 
 mod alloc_count;
 mod bench;
+mod storm;
 mod dmcmd;
 mod error;
 mod events;
