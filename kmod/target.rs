@@ -1349,7 +1349,10 @@ impl RemapTarget {
                     }
                 }
             }
-            if self.commit_changes(&mut m).is_err() {
+            // Data written into slots the index already had is made durable by the commit's
+            // preflush; without a commit (no new slot) flush the spare, as a FUA write needs.
+            let durable = if m.undo.is_empty() { self.spare.flush() } else { self.commit_changes(&mut m) };
+            if durable.is_err() {
                 status = STS_IOERR;
             } else if status == 0 {
                 self.stats.healed_writes.fetch_add(1, Relaxed);
