@@ -648,18 +648,12 @@ impl Target for RemapTarget {
                 let mut already = 0;
                 let mut res = Ok(());
                 let mut b = first;
-                while b < first + count {
+                while b < first + count && res.is_ok() {
                     let len = (first + count - b).min(MOVE_MAX);
-                    match self.remap_range(b, len) {
-                        Ok((d, a)) => {
-                            done += d;
-                            already += a;
-                        }
-                        Err(e) => {
-                            res = Err(e);
-                            break;
-                        }
-                    }
+                    let (d, a, r) = self.remap_range(b, len);
+                    done += d;
+                    already += a;
+                    res = r;
                     b += len;
                 }
                 if let Err(e) = res {
@@ -1127,8 +1121,9 @@ impl RemapTarget {
     }
 
     /// Move blocks `first..first + len` (`len <= MOVE_MAX`) to spare slots with one commit.
-    /// Returns (blocks moved, blocks already on the spare).
-    fn remap_range(&self, first: u64, len: u64) -> Result<(u64, u64)> {
+    /// Returns the blocks moved (durably), the blocks already on the spare, and the error that
+    /// stopped the move early.
+    fn remap_range(&self, first: u64, len: u64) -> (u64, u64, Result) {
         let mut m = self.ctl.lock();
         self.start_move(first, len);
         let per_chunk = (COPY_CHUNK / self.block_bytes()).max(1) as u64;
@@ -1150,11 +1145,10 @@ impl RemapTarget {
         let done = m.undo.len() as u64;
         let committed = self.commit_changes(&mut m);
         self.end_move();
-        committed?;
-        if done == 0 {
-            res?;
+        match committed {
+            Ok(()) => (done, already, res),
+            Err(e) => (0, already, Err(e)),
         }
-        Ok((done, already))
     }
 
     /// Move the `n` blocks from `block` on, whose data is in the copy buffer, to fresh slots

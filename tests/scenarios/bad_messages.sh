@@ -19,10 +19,11 @@ for m in "frobnicate" "remap" "remap x" "remap 12abc" "remap 1-" "remap 65536" "
 done
 # Fill the spare: the answer reports the partial result, then ENOSPC.
 dmsetup remove r0
+check "blank spare" blank $SPARE2
 create r0 "0 1048576 remap $MAIN 0 $SPARE2 1 block_size:1048576"
 out=$(msg r0 remap 0 300)
-echo "$out" | grep -q "remapped 256 blocks, 0 already remapped, then failed: error -28" || fail "spare-full answer: $out"
-assert_eq "spare full" "$(field r0 3)" "256/256"
+echo "$out" | grep -q "remapped $total blocks, 0 already remapped, then failed: error -28" || fail "spare-full answer: $out"
+assert_eq "spare full" "$(field r0 3)" "$total/$total"
 expect_fail "remap with a full spare" msg r0 remap 524288
 check "remove" dmsetup remove r0
 info "bad messages rejected"
