@@ -1302,9 +1302,22 @@ impl RemapTarget {
         self.for_each_chunk(rel, bytes, |first, len| {
             let mut m = self.ctl.lock();
             self.start_move(first, len);
+            let mut rewrote_main = false;
             for b in first..first + len {
                 let (boff, ioff, n) = self.overlap(b, rel, bytes);
                 let cur = self.index.get(b).map(Entry::decode);
+                if cur.is_none() && orig != 0 && len > 1 {
+                    // Most blocks of a large failed write are fine: write each to main again and
+                    // move only those that fail again (spare slots are precious).
+                    let again = m.buf.get_mut(..n).ok_or(EINVAL).and_then(|buf| {
+                        bio.copy_out(ioff, buf)?;
+                        self.main.write(self.main_sector(b) + (boff / 512) as u64, buf, WriteMode::Plain)
+                    });
+                    if again.is_ok() {
+                        rewrote_main = true;
+                        continue;
+                    }
+                }
                 let r = (|| -> core::result::Result<(), u8> {
                     let (slot, fresh) = match cur {
                         Some(Entry::Remapped { slot }) => (slot, false),
@@ -1345,7 +1358,8 @@ impl RemapTarget {
             }
             // Data written into slots the index already had is made durable by the commit's
             // preflush; without a commit (no new slot) flush the spare, as a FUA write needs.
-            let durable = if m.undo.is_empty() { self.spare.flush() } else { self.commit_changes(&mut m) };
+            let durable = if rewrote_main { self.main.flush() } else { Ok(()) }
+                .and_then(|()| if m.undo.is_empty() { self.spare.flush() } else { self.commit_changes(&mut m) });
             if durable.is_err() {
                 status = STS_IOERR;
             } else if status == 0 {
