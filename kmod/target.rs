@@ -855,7 +855,14 @@ impl RemapTarget {
             block_size: Some(self.opts.block_size),
         };
         let spare_sectors = self.spare.sectors();
-        let mut scratch = kvec_zeroed(words_for(m.set.geometry.data_slots), 0u64, c"Cannot allocate the metadata bitmap")?;
+        // The copies on the spare may describe another geometry (then the set check refuses
+        // them): size the loader's bitmap for what is there.
+        let words = {
+            let Meta { mdbuf, .. } = &mut *m;
+            metadata::probe(&mut SpareIo(&self.spare), spare_sectors, mdbuf).map(|p| p.bitmap_words()).unwrap_or(0)
+        };
+        let words = words.max(words_for(m.set.geometry.data_slots));
+        let mut scratch = kvec_zeroed(words, 0u64, c"Cannot allocate the metadata bitmap")?;
         let mut entries = 0u64;
         let mut pending = 0u64;
         let res = {
@@ -1469,14 +1476,13 @@ impl RemapTarget {
         );
         let _ = write!(
             out,
-            "healed_writes={}\nrecovered_reads={}\nfailed_reads={}\ncommits={}\ncommit_errors={}\nmetadata_seq={}\nstate={}\n",
+            "healed_writes={}\nrecovered_reads={}\nfailed_reads={}\ncommits={}\ncommit_errors={}\nmetadata_seq={}\n",
             s.healed_writes.load(Relaxed),
             s.recovered_reads.load(Relaxed),
             s.failed_reads.load(Relaxed),
             s.commits.load(Relaxed),
             s.commit_errors.load(Relaxed),
             self.seq.load(Relaxed),
-            self.state(),
         );
     }
 }

@@ -14,7 +14,7 @@ assert_eq "table" "$(dmsetup table r0)" "$want"
 # A blank spare is formatted (metadata copies A and B: sequence 2); the slots are what its
 # metadata says lies between the two copies.
 spare_blocks=$(md_field "$SPARE" data_slots)
-[ "$spare_blocks" -gt $(( $(sectors "$SPARE") / 8 - 2048 )) ] || fail "data slots: $spare_blocks"
+[ "$spare_blocks" -gt $(( $(sectors "$SPARE") / 8 - 4096 )) ] || fail "data slots: $spare_blocks"
 assert_eq "status" "$(dmsetup status r0)" "0 $len remap 0 0 0/$spare_blocks 0 0 2 active"
 
 assert_eq "ping" "$(dmsetup message r0 0 ping)" "pong"
