@@ -52,4 +52,13 @@ bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value);
 bool dmr_xa_find(struct xarray *xa, unsigned long *index, unsigned long max, unsigned long *value);
 bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value);
 
+/* Control device: event wait queue, and a misc device whose fops add poll (see helpers.c). */
+void dmr_event_publish(u64 next_seq);
+u64 dmr_event_published(void);
+int dmr_event_wait(u64 cursor);
+bool dmr_file_nonblock(const void *kiocb);
+struct dmr_misc;
+struct dmr_misc *dmr_misc_register(const void *tmpl, unsigned int (*poll)(void *file), int *err);
+void dmr_misc_deregister(struct dmr_misc *m);
+
 #endif
