@@ -5,20 +5,22 @@
 #   io       fio 4K random IOPS, dm-remap vs dm-linear, null_blk and NVMe, 0 and 100K remaps
 #   nvme     `dmremap nvme bench` scrape cycles over ten emulated NVMe controllers (cold and warm
 #            type cache, p50/p99, allocations per cycle)
+#   control  control-path round trips: `dmsetup message DEV 0 ping` as a process, DM_TARGET_MSG
+#            from Rust, our own DMR_IOC_VERSION ioctl and the in-kernel no-op (release kernel)
 #   pipeline, jitter, scrub
 #            the daemon's own benchmarks on the host (`dmremapd bench NAME`)
 source "$(dirname "$0")/lib.sh"
-name=${1:?usage: bench.sh kernel|io|nvme|pipeline|jitter|scrub}
+name=${1:?usage: bench.sh kernel|io|nvme|control|pipeline|jitter|scrub}
 mkdir -p "$ROOT/target/bench"
 out=$ROOT/target/bench/$name.json
 case "$name" in
-kernel|io|nvme) ;;
+kernel|io|nvme|control) ;;
 pipeline|jitter|scrub)
 	"$ROOT/target/release/dmremapd" bench "$name" --out "$out"
 	log "wrote $out"
 	exit 0
 	;;
-*) die "unknown benchmark '$name' (have: kernel, io, nvme, pipeline, jitter, scrub)" ;;
+*) die "unknown benchmark '$name' (have: kernel, io, nvme, control, pipeline, jitter, scrub)" ;;
 esac
 scen=("bench_$name")
 [ "$name" = io ] && scen=(bench_io_nullb bench_io_nvme)
@@ -41,6 +43,10 @@ io)
 nvme)
 	line=$(grep -a '^@@BENCH nvme ' "$log" | tail -n1) || die "no result in $log"
 	python3 "$ROOT/scripts/bench_report.py" nvme "${line#@@BENCH nvme }" > "$out"
+	;;
+control)
+	line=$(grep -a '^@@BENCH control ' "$log" | tail -n1) || die "no result in $log"
+	python3 "$ROOT/scripts/bench_report.py" control "${line#@@BENCH control }" > "$out"
 	;;
 esac
 log "wrote $out"
