@@ -72,7 +72,8 @@ impl MiscDevice for Control {
         let want = want.min(uapi::DMR_EVENT_RING as usize + 1);
         let nonblock = kiocb_nonblock(&kiocb);
         let me = kiocb.file();
-        let mut buf = KVec::with_capacity(want, GFP_KERNEL)?;
+        // Up to 49 KiB: kvmalloc, so a fragmented heap does not fail the read.
+        let mut buf = KVVec::with_capacity(want, GFP_KERNEL)?;
         loop {
             let mut cur = me.cursor.lock();
             buf.clear();

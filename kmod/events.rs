@@ -98,7 +98,7 @@ pub(crate) fn bounds() -> (u64, u64) {
 /// most `out`'s capacity: first a `DMR_EV_OVERFLOW` record if events from `cursor` on were
 /// overwritten, then events in sequence order. The reader's cursor after each record is
 /// [`cursor_after`] of it.
-pub(crate) fn read_from(cursor: u64, out: &mut KVec<uapi::dmr_event>) {
+pub(crate) fn read_from(cursor: u64, out: &mut KVVec<uapi::dmr_event>) {
     let max = out.capacity();
     let now = ktime_ns();
     let r = EVENTS.lock();
