@@ -32,7 +32,7 @@ pub fn run(a: &EventsArgs, json: bool) -> Result<(), CliError> {
     if let Err(e) = ctl.seek_events(to) {
         // The kernel refuses a sequence number that has not been raised yet.
         if let Seek::Seq(s) = to {
-            let next = ctl.events(0, 1).map(|b| b.next_seq).unwrap_or(0);
+            let next = ctl.seek_events(Seek::Now).unwrap_or(0);
             if next > 0 && s > next {
                 return Err(CliError::usage(format!("--since {s}: no such event yet (the next event will be {next})")));
             }
