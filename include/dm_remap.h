@@ -5,7 +5,8 @@
  * This header is the single source of the ABI: userspace generates its Rust types from it with
  * bindgen, and the kernel module checks its own definitions against the sizes and offsets here.
  *
- * Control device: /dev/dm-remap (misc device, CAP_SYS_ADMIN required for every ioctl).
+ * Control device: /dev/dm-remap (misc device, mode 0600; open, every ioctl and read() require
+ * CAP_SYS_ADMIN and fail with -EPERM without it). Unknown ioctl numbers: -ENOTTY.
  *
  * Rules for every ioctl structure:
  *  - fixed layout, explicit padding, little-endian on the platforms the module supports;
