@@ -12,7 +12,7 @@ help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
 	@echo "make test                  cargo tests + the VM scenario suite on the debug kernel"
 	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
-	@echo "make bench BENCH=name      benchmark (kernel io nvme storm powercut pipeline jitter scrub) -> target/bench/name.json"
+	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
 	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
 	@echo "make kernel FLAVOUR=x      build the cached test kernel"
 	@echo "make userspace             build dmremap and dmremapd"
@@ -48,7 +48,7 @@ endif
 test: cargo-test vm-test
 
 bench: deps userspace
-	@test -n "$(BENCH)" || { echo "usage: make bench BENCH=kernel|io|nvme|storm|powercut|pipeline|jitter|scrub"; exit 2; }
+	@test -n "$(BENCH)" || { echo "usage: make bench BENCH=kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub"; exit 2; }
 	@scripts/bench.sh $(BENCH)
 
 demo: deps userspace

@@ -5,7 +5,8 @@
  * This header is the single source of the ABI: userspace generates its Rust types from it with
  * bindgen, and the kernel module checks its own definitions against the sizes and offsets here.
  *
- * Control device: /dev/dm-remap (misc device, CAP_SYS_ADMIN required for every ioctl).
+ * Control device: /dev/dm-remap (misc device, mode 0600; open, every ioctl and read() require
+ * CAP_SYS_ADMIN and fail with -EPERM without it). Unknown ioctl numbers: -ENOTTY.
  *
  * Rules for every ioctl structure:
  *  - fixed layout, explicit padding, little-endian on the platforms the module supports;
@@ -85,6 +86,9 @@ enum dmr_event_type {
 	DMR_EV_SPARE_EXHAUSTED = 5, /* no free spare slot: sector = block that needed one */
 	DMR_EV_META_ERROR = 6,      /* metadata write failed: arg = errno */
 	DMR_EV_IO_ERROR = 7,        /* a device failed a bio: sector, arg = block-layer status */
+	DMR_EV_OVERFLOW = 8,        /* read() only, not a ring event: this reader fell behind and the
+	                             * events seq .. seq + arg - 1 were overwritten before it read
+	                             * them (arg = how many); the next record has seq + arg */
 };
 
 #define DMR_EVF_WRITE 0x1 /* the failed bio was a write */
@@ -116,6 +120,46 @@ struct dmr_events {
 };
 
 #define DMR_IOC_EVENTS  _IOWR(DMR_IOCTL_MAGIC, 0x02, struct dmr_events)
+
+/*
+ * Reading events with read() and poll().
+ *
+ * Every open file of /dev/dm-remap has its own cursor: the sequence number of the next event its
+ * read() returns. It starts at the oldest event still in the ring when the file is opened;
+ * DMR_IOC_EVENTS_SEEK moves it (to the oldest event, to "now" = the next event to be raised, or
+ * to a given sequence number).
+ *
+ *  - read(fd, buf, len) copies whole struct dmr_event records, as many as fit in len and are
+ *    available, in sequence order, and returns their total size. len smaller than one record:
+ *    -EINVAL. Nothing to read: blocks until an event is raised, or fails with -EAGAIN when the
+ *    file is O_NONBLOCK (a signal interrupts the wait: -EINTR or a restart).
+ *  - When events were overwritten in the ring before this file read them, read() first returns
+ *    one record of type DMR_EV_OVERFLOW (seq = first lost sequence number, arg = number lost,
+ *    dev = sector = flags = 0, time_ns = when it was noticed), then continues with the oldest
+ *    event still held. Sequence numbers therefore always continue: after a record with seq s the
+ *    next has s + 1, or s + arg after an overflow record.
+ *  - poll()/select()/epoll report EPOLLIN | EPOLLRDNORM while read() would return a record; they
+ *    wake when an event is raised (from any context, including I/O completion).
+ *  - read() requires CAP_SYS_ADMIN, like the ioctls. The file position is not used.
+ */
+enum dmr_seek_whence {
+	DMR_SEEK_OLDEST = 0, /* the oldest event still in the ring */
+	DMR_SEEK_NOW = 1,    /* the next event raised: only events from now on */
+	DMR_SEEK_SEQ = 2,    /* sequence number `seq` (1 .. the next one to be raised) */
+};
+
+/* DMR_IOC_EVENTS_SEEK: move this file's read() cursor. */
+struct dmr_events_seek {
+	__u32 size;        /* in: sizeof(struct dmr_events_seek) */
+	__u32 whence;      /* in: enum dmr_seek_whence */
+	__u32 flags;       /* in: 0 */
+	__u32 reserved0;   /* in: 0; out: 0 */
+	__u64 seq;         /* in: with DMR_SEEK_SEQ; otherwise 0 */
+	__u64 cursor;      /* out: the cursor after the call (the seq read() returns next) */
+	__u64 reserved[2]; /* in: 0; out: 0 */
+};
+
+#define DMR_IOC_EVENTS_SEEK _IOWR(DMR_IOCTL_MAGIC, 0x03, struct dmr_events_seek)
 
 /*
  * ============================================================================================

@@ -2,15 +2,21 @@
 
 //! The control device `/dev/dm-remap`: ioctls of `include/dm_remap.h`.
 
-use kernel::fs::File;
+use kernel::fs::{File, Kiocb};
+use kernel::iov::IovIterDest;
 use kernel::ioctl::{_IOC_NR, _IOC_SIZE, _IOC_TYPE, _IOWR};
 use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
+use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::Mutex;
 use kernel::time::{Instant, Monotonic};
+use kernel::transmute::AsBytes;
 use kernel::uaccess::UserSlice;
 
 use crate::alloc::{words_for, SlotAllocator};
-use crate::dm::{capable_sys_admin, cond_resched, uapi, RcuIndex};
+use crate::dm::{
+    capable_sys_admin, cond_resched, event_published, event_wait, kiocb_nonblock, uapi, PollDevice, RcuIndex,
+};
 use crate::events;
 use crate::remap::Entry;
 use crate::target::VERSION;
@@ -18,22 +24,82 @@ use crate::target::VERSION;
 const IOC_VERSION: u32 = _IOWR::<uapi::dmr_version>(uapi::DMR_IOCTL_MAGIC, 0x00);
 const IOC_BENCH: u32 = _IOWR::<uapi::dmr_bench>(uapi::DMR_IOCTL_MAGIC, 0x01);
 const IOC_EVENTS: u32 = _IOWR::<uapi::dmr_events>(uapi::DMR_IOCTL_MAGIC, 0x02);
+const IOC_EVENTS_SEEK: u32 = _IOWR::<uapi::dmr_events_seek>(uapi::DMR_IOCTL_MAGIC, 0x03);
+
+/// Size of one event record returned by read().
+const RECORD: usize = core::mem::size_of::<uapi::dmr_event>();
 
 /// Most timed samples a benchmark keeps (memory bound: 8 MiB).
 const MAX_SAMPLES: u64 = 1 << 20;
 
-/// Per-open state of the control device (none yet).
-pub(crate) struct Control;
+/// Per-open state of the control device.
+#[pin_data]
+pub(crate) struct Control {
+    /// The event read() cursor: sequence number of the next event this file reads (>= 1).
+    #[pin]
+    cursor: Mutex<u64>,
+}
+
+impl PollDevice for Control {
+    fn readable(me: Pin<&Control>, _file: &File) -> bool {
+        // A racy peek is enough for poll: it is asked again after every wake-up.
+        *me.cursor.lock() < event_published()
+    }
+}
 
 #[vtable]
 impl MiscDevice for Control {
-    type Ptr = KBox<Self>;
+    type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(Control, GFP_KERNEL)?)
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        if !capable_sys_admin() {
+            return Err(EPERM);
+        }
+        let (oldest, _) = events::bounds();
+        KBox::try_pin_init(try_pin_init!(Control { cursor <- new_mutex!(oldest) }), GFP_KERNEL)
     }
 
-    fn ioctl(_me: &Control, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    /// Whole event records from this file's cursor: see "Reading events" in the ABI header.
+    fn read_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        if !capable_sys_admin() {
+            return Err(EPERM);
+        }
+        let want = iov.len() / RECORD;
+        if want == 0 {
+            return Err(EINVAL);
+        }
+        // At most a full ring plus one overflow record per call.
+        let want = want.min(uapi::DMR_EVENT_RING as usize + 1);
+        let nonblock = kiocb_nonblock(&kiocb);
+        let me = kiocb.file();
+        // Up to 49 KiB: kvmalloc, so a fragmented heap does not fail the read.
+        let mut buf = KVVec::with_capacity(want, GFP_KERNEL)?;
+        loop {
+            let mut cur = me.cursor.lock();
+            buf.clear();
+            events::read_from(*cur, &mut buf);
+            if !buf.is_empty() {
+                let mut done = 0;
+                for e in buf.iter() {
+                    // A fault part-way: report the whole records copied before it.
+                    if iov.copy_to_iter(e.as_bytes()) < RECORD {
+                        break;
+                    }
+                    *cur = events::cursor_after(e);
+                    done += RECORD;
+                }
+                return if done == 0 { Err(EFAULT) } else { Ok(done) };
+            }
+            let at = *cur;
+            drop(cur);
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            event_wait(at)?;
+        }
+    }
+
+    fn ioctl(me: Pin<&Control>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         if _IOC_TYPE(cmd) != uapi::DMR_IOCTL_MAGIC {
             return Err(ENOTTY);
         }
@@ -69,6 +135,13 @@ impl MiscDevice for Control {
                 let (mut r, mut w) = UserSlice::new(ptr, _IOC_SIZE(cmd)).reader_writer();
                 let req: uapi::dmr_events = r.read()?;
                 let out = read_events(&req)?;
+                w.write(&out)?;
+                Ok(0)
+            }
+            IOC_EVENTS_SEEK => {
+                let (mut r, mut w) = UserSlice::new(ptr, _IOC_SIZE(cmd)).reader_writer();
+                let req: uapi::dmr_events_seek = r.read()?;
+                let out = seek_events(me, &req)?;
                 w.write(&out)?;
                 Ok(0)
             }
@@ -109,6 +182,36 @@ fn read_events(req: &uapi::dmr_events) -> Result<uapi::dmr_events> {
         oldest_seq: oldest,
         lost,
         reserved: [0; 4],
+    })
+}
+
+/// DMR_IOC_EVENTS_SEEK: move the file's read() cursor.
+fn seek_events(me: Pin<&Control>, req: &uapi::dmr_events_seek) -> Result<uapi::dmr_events_seek> {
+    if req.size as usize != core::mem::size_of::<uapi::dmr_events_seek>()
+        || req.flags != 0
+        || req.reserved0 != 0
+        || req.reserved != [0; 2]
+        || req.cursor != 0
+    {
+        return Err(EINVAL);
+    }
+    let mut cur = me.cursor.lock();
+    let (oldest, next) = events::bounds();
+    let to = match req.whence {
+        uapi::SEEK_OLDEST if req.seq == 0 => oldest,
+        uapi::SEEK_NOW if req.seq == 0 => next,
+        uapi::SEEK_SEQ if req.seq >= 1 && req.seq <= next => req.seq,
+        _ => return Err(EINVAL),
+    };
+    *cur = to;
+    Ok(uapi::dmr_events_seek {
+        size: req.size,
+        whence: req.whence,
+        flags: 0,
+        reserved0: 0,
+        seq: req.seq,
+        cursor: to,
+        reserved: [0; 2],
     })
 }
 

@@ -49,7 +49,9 @@ pub(crate) mod uapi {
         dmr_event_type_DMR_EV_META_ERROR as EV_META_ERROR, dmr_event_type_DMR_EV_PENDING as EV_PENDING,
         dmr_event_type_DMR_EV_REMAP as EV_REMAP, dmr_event_type_DMR_EV_SPARE_EXHAUSTED as EV_SPARE_EXHAUSTED,
         dmr_event_type_DMR_EV_SPARE_LOW as EV_SPARE_LOW, dmr_event_type_DMR_EV_UNREMAP as EV_UNREMAP,
-        dmr_events, DMR_EVENT_RING, DMR_EVF_SPARE, DMR_EVF_WRITE,
+        dmr_event_type_DMR_EV_OVERFLOW as EV_OVERFLOW, dmr_events, dmr_events_seek,
+        dmr_seek_whence_DMR_SEEK_NOW as SEEK_NOW, dmr_seek_whence_DMR_SEEK_OLDEST as SEEK_OLDEST,
+        dmr_seek_whence_DMR_SEEK_SEQ as SEEK_SEQ, DMR_EVENT_RING, DMR_EVF_SPARE, DMR_EVF_WRITE,
         dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
         dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT, dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP,
         dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP, dmr_version, DMR_ABI_VERSION,
@@ -70,6 +72,10 @@ pub(crate) mod uapi {
     unsafe impl kernel::transmute::AsBytes for dmr_events {}
     // SAFETY: as for `dmr_bench`.
     unsafe impl kernel::transmute::AsBytes for dmr_event {}
+    // SAFETY: as for `dmr_bench`.
+    unsafe impl kernel::transmute::FromBytes for dmr_events_seek {}
+    // SAFETY: as for `dmr_bench`.
+    unsafe impl kernel::transmute::AsBytes for dmr_events_seek {}
 
     // The layout documented in the header; a change here is an ABI break.
     const _: () = assert!(core::mem::size_of::<dmr_version>() == 56);
@@ -78,6 +84,8 @@ pub(crate) mod uapi {
     const _: () = assert!(core::mem::offset_of!(dmr_bench, reserved) == 80);
     const _: () = assert!(core::mem::size_of::<dmr_event>() == 48);
     const _: () = assert!(core::mem::size_of::<dmr_events>() == 88);
+    const _: () = assert!(core::mem::size_of::<dmr_events_seek>() == 48);
+    const _: () = assert!(core::mem::offset_of!(dmr_events_seek, cursor) == 24);
 }
 
 /// Whether the calling task has CAP_SYS_ADMIN.
@@ -1052,5 +1060,102 @@ impl<T: Target> Drop for Registration<T> {
         // SAFETY: the target type was registered in `register` and is unregistered exactly once;
         // module unload is refused while any target of this type exists.
         unsafe { raw::dm_unregister_target(self.tt.get()) };
+    }
+}
+
+// =============================================================================================
+// Control device: event wait queue and a misc device with poll (C side at the end of helpers.c).
+// =============================================================================================
+
+use kernel::fs::{File, Kiocb};
+use kernel::miscdevice::{MiscDevice, MiscDeviceOptions};
+use kernel::types::ForeignOwnable;
+
+/// Record that the next event will have sequence number `next_seq` and wake readers and pollers
+/// of the control device. Any context; callers publish in sequence order.
+pub(crate) fn event_publish(next_seq: u64) {
+    // SAFETY: an atomic store and a wake-up of a static wait queue; no preconditions.
+    unsafe { raw::dmr_event_publish(next_seq) }
+}
+
+/// The sequence number the next event will have, as last published. Any context.
+pub(crate) fn event_published() -> u64 {
+    // SAFETY: an atomic load; no preconditions.
+    unsafe { raw::dmr_event_published() }
+}
+
+/// Sleep until an event with sequence number `cursor` or later has been raised. Process context.
+/// Fails with `ERESTARTSYS` when a signal arrives first.
+pub(crate) fn event_wait(cursor: u64) -> Result {
+    // SAFETY: called from a read() of the control device: process context, no locks held.
+    let ret = unsafe { raw::dmr_event_wait(cursor) };
+    if ret != 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(())
+}
+
+/// Whether a read must not block (`O_NONBLOCK` on the file, or a no-wait request).
+pub(crate) fn kiocb_nonblock<T: ForeignOwnable>(kiocb: &Kiocb<'_, T>) -> bool {
+    // SAFETY: the kiocb and its file are valid for the duration of the read callback that
+    // handed out `kiocb`; the helper only reads two flag words.
+    unsafe { raw::dmr_file_nonblock(kiocb.as_raw().cast::<c_void>().cast_const()) }
+}
+
+/// A misc device that also answers poll(): the file is readable while
+/// [`PollDevice::readable`] says so; pollers wake on [`event_publish`].
+pub(crate) trait PollDevice: MiscDevice {
+    /// Whether a read of `file` would return data now.
+    fn readable(device: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, file: &File) -> bool;
+}
+
+unsafe extern "C" fn poll_cb<T: PollDevice>(file: *mut c_void) -> c_uint {
+    let file = file.cast::<kernel::bindings::file>();
+    // SAFETY: poll runs on an open file of this device, between the kernel crate's open (which
+    // stored `T::Ptr` with `into_foreign` as the private data) and release.
+    let device = unsafe { <T::Ptr as ForeignOwnable>::borrow((*file).private_data) };
+    // SAFETY: the file is valid for this call; poll is not inside an fdget_pos region.
+    let f = unsafe { File::from_raw_file(file) };
+    // Non-zero: the C side reports EPOLLIN | EPOLLRDNORM.
+    c_uint::from(T::readable(device, f))
+}
+
+/// A registered misc device of type `T` with poll; deregistered on drop.
+pub(crate) struct PollMiscRegistration<T: PollDevice> {
+    m: *mut raw::dmr_misc,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: registration and deregistration may happen on different threads.
+unsafe impl<T: PollDevice> Send for PollMiscRegistration<T> {}
+// SAFETY: no `&self` methods.
+unsafe impl<T: PollDevice> Sync for PollMiscRegistration<T> {}
+
+impl<T: PollDevice> PollMiscRegistration<T> {
+    /// Register `/dev/<name>` with the kernel crate's file operations for `T` plus poll.
+    pub(crate) fn register(name: &'static CStr) -> Result<Self> {
+        let tmpl = MiscDeviceOptions { name }.into_raw::<T>();
+        let mut err: c_int = 0;
+        // SAFETY: `tmpl` is a complete miscdevice built by the kernel crate for `T` (static fops,
+        // static name); the helper copies it before returning. `poll_cb::<T>` matches the fops
+        // the copy uses, so its private data is a `T::Ptr`.
+        let m = unsafe {
+            raw::dmr_misc_register(
+                core::ptr::from_ref(&tmpl).cast::<c_void>(),
+                Some(poll_cb::<T>),
+                &mut err,
+            )
+        };
+        if m.is_null() {
+            return Err(if err != 0 { Error::from_errno(err) } else { ENOMEM });
+        }
+        Ok(PollMiscRegistration { m, _t: PhantomData })
+    }
+}
+
+impl<T: PollDevice> Drop for PollMiscRegistration<T> {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`, deregistered exactly once (module exit).
+        unsafe { raw::dmr_misc_deregister(self.m) }
     }
 }

@@ -3,7 +3,6 @@
 //! dm_remap: a device-mapper target that keeps failing disks in service by moving bad blocks of a
 //! main device onto a spare device.
 
-use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 
 mod control;
@@ -40,8 +39,7 @@ module! {
 #[pin_data]
 struct DmRemapModule {
     _target: dm::Registration<target::RemapTarget>,
-    #[pin]
-    _control: MiscDeviceRegistration<control::Control>,
+    _control: dm::PollMiscRegistration<control::Control>,
 }
 
 impl kernel::InPlaceModule for DmRemapModule {
@@ -53,7 +51,7 @@ impl kernel::InPlaceModule for DmRemapModule {
                 pr_info!("target remap {}.{}.{} registered\n", target::VERSION[0], target::VERSION[1], target::VERSION[2]);
                 reg
             },
-            _control <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"dm-remap" }),
+            _control: dm::PollMiscRegistration::register(c"dm-remap")?,
         })
     }
 }

@@ -3,12 +3,17 @@
 //! The module's event ring: a bounded record of the most recent events of all remap targets.
 //!
 //! Raising an event never blocks or allocates: it takes an interrupt-safe spinlock for a few
-//! stores, overwriting the oldest event when the ring is full (counted in `lost`).
+//! stores, overwriting the oldest event when the ring is full (counted in `lost`), and publishes
+//! the next sequence number, which wakes readers and pollers of the control device.
+//!
+//! Readers of the control device each keep a cursor (the next sequence number they want);
+//! [`read_from`] hands them events from there, preceded by one `DMR_EV_OVERFLOW` record when
+//! events they had not read were overwritten.
 
 use kernel::prelude::*;
 use kernel::sync::global_lock;
 
-use crate::dm::{ktime_ns, uapi};
+use crate::dm::{event_publish, ktime_ns, uapi};
 
 const RING: usize = uapi::DMR_EVENT_RING as usize;
 
@@ -56,6 +61,8 @@ pub(crate) fn raise(ty: u32, dev: u32, sector: u64, arg: u64, flags: u32) {
     if let Some(slot) = r.events.get_mut(idx) {
         *slot = uapi::dmr_event { seq, time_ns, type_: ty, dev, sector, arg, flags, reserved: 0 };
     }
+    // Under the lock, so the published value only grows.
+    event_publish(r.next);
 }
 
 /// Copy events with `seq >= since` into `out` (at most its capacity), oldest first. Returns
@@ -79,4 +86,60 @@ pub(crate) fn read(since: u64, out: &mut KVec<uapi::dmr_event>) -> (u64, u64, u6
         seq += 1;
     }
     (seq, oldest, r.lost)
+}
+
+/// Sequence numbers of the oldest event held and of the next event to be raised.
+pub(crate) fn bounds() -> (u64, u64) {
+    let r = EVENTS.lock();
+    (r.oldest(), r.next)
+}
+
+/// Records for a reader whose cursor is `cursor` (the next sequence number it wants, >= 1), at
+/// most `out`'s capacity: first a `DMR_EV_OVERFLOW` record if events from `cursor` on were
+/// overwritten, then events in sequence order. The reader's cursor after each record is
+/// [`cursor_after`] of it.
+pub(crate) fn read_from(cursor: u64, out: &mut KVVec<uapi::dmr_event>) {
+    let max = out.capacity();
+    let now = ktime_ns();
+    let r = EVENTS.lock();
+    let oldest = r.oldest();
+    let mut seq = cursor.max(1);
+    if seq < oldest && max > 0 {
+        let rec = uapi::dmr_event {
+            seq,
+            time_ns: now,
+            type_: uapi::EV_OVERFLOW,
+            dev: 0,
+            sector: 0,
+            arg: oldest - seq,
+            flags: 0,
+            reserved: 0,
+        };
+        // Capacity was reserved by the caller: this push does not allocate.
+        if out.push_within_capacity(rec).is_err() {
+            return;
+        }
+        seq = oldest;
+    }
+    while seq < r.next && out.len() < max {
+        let idx = ((seq - 1) % RING as u64) as usize;
+        match r.events.get(idx) {
+            Some(e) => {
+                if out.push_within_capacity(*e).is_err() {
+                    break;
+                }
+            }
+            None => break,
+        }
+        seq += 1;
+    }
+}
+
+/// A reader's cursor after it has read `e`.
+pub(crate) fn cursor_after(e: &uapi::dmr_event) -> u64 {
+    if e.type_ == uapi::EV_OVERFLOW {
+        e.seq + e.arg
+    } else {
+        e.seq + 1
+    }
 }

@@ -348,3 +348,96 @@ void dmr_worker_free(struct dmr_worker *w)
 	destroy_workqueue(w->wq);
 	kfree(w);
 }
+
+/*
+ * ============================================================================================
+ * Control device: the event wait queue and a misc device with poll.
+ * ============================================================================================
+ *
+ * The event ring (events.rs) publishes the sequence number of its next event here after each
+ * raise; readers of /dev/dm-remap sleep on, and poll, one wait queue woken by that. Both sides
+ * are safe in any context: publishing is an atomic store plus a wake-up (irq-safe spinlock).
+ */
+#include <linux/miscdevice.h>
+#include <linux/poll.h>
+#include <linux/wait.h>
+
+static DECLARE_WAIT_QUEUE_HEAD(dmr_event_wq);
+static atomic64_t dmr_event_next = ATOMIC64_INIT(1);
+
+/* Any context. Callers publish in sequence order (under the ring's lock). */
+void dmr_event_publish(u64 next_seq)
+{
+	atomic64_set(&dmr_event_next, next_seq);
+	/* wq_has_sleeper() orders the store above before its check of the queue. */
+	if (wq_has_sleeper(&dmr_event_wq))
+		wake_up_interruptible_poll(&dmr_event_wq, EPOLLIN | EPOLLRDNORM);
+}
+
+u64 dmr_event_published(void)
+{
+	return atomic64_read(&dmr_event_next);
+}
+
+/* Process context: sleep until an event with seq >= cursor has been raised, or a signal. */
+int dmr_event_wait(u64 cursor)
+{
+	return wait_event_interruptible(dmr_event_wq, (u64)atomic64_read(&dmr_event_next) > cursor);
+}
+
+bool dmr_file_nonblock(const void *kiocb)
+{
+	const struct kiocb *k = kiocb;
+
+	return (k->ki_filp->f_flags & O_NONBLOCK) || (k->ki_flags & IOCB_NOWAIT);
+}
+
+/*
+ * The kernel crate's misc device has no poll. dmr_misc registers a copy of a miscdevice built by
+ * the kernel crate (its file operations included) with a poll that waits on the event queue and
+ * then asks the Rust callback whether the file can be read. The copy lives until deregistration
+ * at module exit; open files hold a reference to the module (fops.owner), so none outlives it.
+ */
+struct dmr_misc {
+	struct miscdevice misc;
+	struct file_operations fops;
+	unsigned int (*poll)(void *file);
+};
+
+static __poll_t dmr_misc_poll(struct file *file, struct poll_table_struct *pt)
+{
+	const struct dmr_misc *m = container_of_const(file->f_op, struct dmr_misc, fops);
+
+	poll_wait(file, &dmr_event_wq, pt);
+	/* Pairs with the barrier in wq_has_sleeper() of dmr_event_publish(). */
+	smp_mb();
+	return m->poll(file) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
+struct dmr_misc *dmr_misc_register(const void *tmpl, unsigned int (*poll)(void *file), int *err)
+{
+	const struct miscdevice *t = tmpl;
+	struct dmr_misc *m = kzalloc(sizeof(*m), GFP_KERNEL);
+
+	if (!m) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	m->fops = *t->fops;
+	m->fops.poll = dmr_misc_poll;
+	m->poll = poll;
+	m->misc = *t;
+	m->misc.fops = &m->fops;
+	*err = misc_register(&m->misc);
+	if (*err) {
+		kfree(m);
+		return NULL;
+	}
+	return m;
+}
+
+void dmr_misc_deregister(struct dmr_misc *m)
+{
+	misc_deregister(&m->misc);
+	kfree(m);
+}

@@ -77,4 +77,13 @@ struct dmr_worker *dmr_worker_new(struct dm_target *ti, void (*fn)(struct dm_tar
 void dmr_worker_kick(struct dmr_worker *w);
 void dmr_worker_free(struct dmr_worker *w);
 
+/* Control device: event wait queue, and a misc device whose fops add poll (see helpers.c). */
+void dmr_event_publish(u64 next_seq);
+u64 dmr_event_published(void);
+int dmr_event_wait(u64 cursor);
+bool dmr_file_nonblock(const void *kiocb);
+struct dmr_misc;
+struct dmr_misc *dmr_misc_register(const void *tmpl, unsigned int (*poll)(void *file), int *err);
+void dmr_misc_deregister(struct dmr_misc *m);
+
 #endif

@@ -5,17 +5,19 @@
 #   io       fio 4K random IOPS, dm-remap vs dm-linear, null_blk and NVMe, 0 and 100K remaps
 #   nvme     `dmremap nvme bench` scrape cycles over ten emulated NVMe controllers (cold and warm
 #            type cache, p50/p99, allocations per cycle)
+#   control  control-path round trips: `dmsetup message DEV 0 ping` as a process, DM_TARGET_MSG
+#            from Rust, our own DMR_IOC_VERSION ioctl and the in-kernel no-op (release kernel)
 #   storm    durable remaps per second, group commit vs one commit per remap (release kernel)
 #   powercut 100 kill-QEMU power cuts + >= 100 crash states replayed from a dm-log-writes
 #            recording; lost writes / remaps and corrupt metadata (release kernel)
 #   pipeline, jitter, scrub
 #            the daemon's own benchmarks on the host (`dmremapd bench NAME`)
 source "$(dirname "$0")/lib.sh"
-name=${1:?usage: bench.sh kernel|io|nvme|storm|powercut|pipeline|jitter|scrub}
+name=${1:?usage: bench.sh kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub}
 mkdir -p "$ROOT/target/bench"
 out=$ROOT/target/bench/$name.json
 case "$name" in
-kernel|io|nvme|storm) ;;
+kernel|io|nvme|control|storm) ;;
 powercut)
 	"$ROOT/tests/vm/run.sh" --flavour release --powercut "${PC_KILLS:-100}" "${PC_LOG_OPS:-150}" --json "$out" || die "power-cut test failed (see target/vm-test/powercut-release/guest.log)"
 	log "wrote $out"
@@ -26,7 +28,7 @@ pipeline|jitter|scrub)
 	log "wrote $out"
 	exit 0
 	;;
-*) die "unknown benchmark '$name' (have: kernel, io, nvme, storm, powercut, pipeline, jitter, scrub)" ;;
+*) die "unknown benchmark '$name' (have: kernel, io, nvme, control, storm, powercut, pipeline, jitter, scrub)" ;;
 esac
 scen=("bench_$name")
 [ "$name" = io ] && scen=(bench_io_nullb bench_io_nvme)
@@ -53,6 +55,10 @@ storm)
 nvme)
 	line=$(grep -a '^@@BENCH nvme ' "$log" | tail -n1) || die "no result in $log"
 	python3 "$ROOT/scripts/bench_report.py" nvme "${line#@@BENCH nvme }" > "$out"
+	;;
+control)
+	line=$(grep -a '^@@BENCH control ' "$log" | tail -n1) || die "no result in $log"
+	python3 "$ROOT/scripts/bench_report.py" control "${line#@@BENCH control }" > "$out"
 	;;
 esac
 log "wrote $out"

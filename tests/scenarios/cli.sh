@@ -1,7 +1,9 @@
-# The dmremap CLI end to end: every device subcommand checked against dmsetup's view of the same
-# device, data kept across remaps (checksums), a two-segment table, and the error cases with
+# The dmremap CLI end to end: every subcommand (create, remove, list, status, remap, unremap,
+# list-remaps, stats, message, events, bench, inspect, nvme, tune, completions, manpage), device
+# commands checked against dmsetup's view of the same device (status field by field, every
+# segment), data kept across remaps (checksums), a two-segment table, and the error cases with
 # their exit codes (module not loaded, missing device, unknown name, bad arguments, busy device,
-# a caller without root).
+# a caller without root). Bad input for the control device: control_fuzz.sh.
 # timeout: 600
 . /scenarios/lib.sh
 D=dmremap
@@ -35,6 +37,42 @@ status_agrees() {
 	shift 9
 	assert_eq "metadata seq" "$(jget /tmp/st.json metadata_seq)" "$1"
 	assert_eq "state" "$(jget /tmp/st.json state)" "$2"
+}
+# jall FILE KEY: every scalar value of KEY in pretty-printed JSON, one per line, in order.
+jall() { sed -n 's/^ *"'"$2"'": *"\{0,1\}\([^",]*\)"\{0,1\},\{0,1\}$/\1/p' "$1"; }
+# status_agrees_all NAME: `dmremap status --json` agrees with `dmsetup status`, `dmsetup table` and
+# `dmsetup info` field by field, for every segment.
+status_agrees_all() {
+	$D status "$1" --json > /tmp/sa.json || fail "dmremap status $1"
+	dmsetup status "$1" > /tmp/sa.st
+	dmsetup table "$1" > /tmp/sa.tb
+	_k=0
+	for _f in start length target_type remapped pending spare_used spare_total read_errors write_errors metadata_seq state; do
+		_k=$((_k + 1))
+		case $_f in
+		spare_used) awk '{split($6, a, "/"); print a[1]}' /tmp/sa.st > /tmp/sa.want ;;
+		spare_total) awk '{split($6, a, "/"); print a[2]}' /tmp/sa.st > /tmp/sa.want ;;
+		start | length | target_type | remapped | pending) awk -v n=$_k '{print $n}' /tmp/sa.st > /tmp/sa.want ;;
+		*) awk -v n=$((_k - 1)) '{print $n}' /tmp/sa.st > /tmp/sa.want ;;
+		esac
+		jall /tmp/sa.json $_f > /tmp/sa.got
+		cmp -s /tmp/sa.got /tmp/sa.want || { paste /tmp/sa.got /tmp/sa.want; fail "status $1: $_f differs from dmsetup status"; }
+	done
+	# The raw INFO and table parameters of each segment.
+	jall /tmp/sa.json info > /tmp/sa.got
+	cut -d' ' -f4- /tmp/sa.st > /tmp/sa.want
+	cmp -s /tmp/sa.got /tmp/sa.want || { paste /tmp/sa.got /tmp/sa.want; fail "status $1: info differs"; }
+	jall /tmp/sa.json params > /tmp/sa.got
+	cut -d' ' -f4- /tmp/sa.tb > /tmp/sa.want
+	cmp -s /tmp/sa.got /tmp/sa.want || { paste /tmp/sa.got /tmp/sa.want; fail "status $1: params differ from dmsetup table"; }
+	set -- "$1" $(dmsetup info -c --noheadings --separator ' ' -o open,events,attr "$1")
+	assert_eq "open count" "$(jget /tmp/sa.json open_count)" "$2"
+	assert_eq "event_nr" "$(jget /tmp/sa.json event_nr)" "$3"
+	case $4 in *s*) _sus=true ;; *) _sus=false ;; esac
+	case $4 in *r*) _ro=true ;; *) _ro=false ;; esac
+	assert_eq "suspended" "$(jget /tmp/sa.json suspended)" $_sus
+	assert_eq "read_only" "$(jget /tmp/sa.json read_only)" $_ro
+	echo "ok: status $1 agrees with dmsetup ($(wc -l < /tmp/sa.st) segments)"
 }
 # lists_agree NAME [FROM MAX]: `dmremap list-remaps` (text and JSON) lists exactly what the
 # target's `list` message does (asked for up to 100000 entries at once).
@@ -117,6 +155,7 @@ assert_eq "uuid" "$(dmsetup info -c --noheadings -o uuid r0)" DMREMAP-TEST-r0
 expect_rc 1 "r0: a device-mapper device with this name or UUID exists already" "create twice" \
 	$D create r0 --main "$MAIN" --spare "$SPARE2"
 status_agrees r0
+status_agrees_all r0
 assert_eq "json name" "$(jget /tmp/st.json name)" r0
 assert_eq "json dev" "$(jget /tmp/st.json dev)" "$(dmsetup info -c --noheadings -o major,minor --separator : r0 | tr -d ' ')"
 assert_eq "json main" "$(jget /tmp/st.json main)" "$(devno "$MAIN")"
@@ -142,6 +181,7 @@ check "remap last block" $D remap r0 $((LEN - 8))
 expect_rc 2 "sector $LEN is beyond the end of the device" "remap past the end" $D remap r0 $LEN
 expect_rc 2 "run past the end of its segment" "remap count past the end" $D remap r0 $((LEN - 8)) --count 2
 status_agrees r0
+status_agrees_all r0
 assert_eq "remapped after remaps" "$(field r0 1)" 7
 lists_agree r0
 lists_agree r0 4104 2
@@ -184,6 +224,37 @@ $D message r0 --json list 0 3 > /tmp/m.json || fail "message --json"
 grep -q '"message": "list 0 3"' /tmp/m.json || { cat /tmp/m.json; fail "message JSON"; }
 assert_eq "raw list" "$($D message r0 list 0 3)" "$(dmsetup message r0 0 list 0 3)"
 $D message r0 help | grep -q "clear_stats" || fail "help message"
+
+# --- events: the remaps and unremaps above, from the kernel's ring (read() on /dev/dm-remap).
+r0dev=$(dmsetup info -c --noheadings -o major,minor --separator : r0 | tr -d ' ')
+$D events --json > /tmp/ev.json || fail "events --json"
+# (The ring keeps the last 1024 events: the 1500-block remap is the newest remap in it.)
+grep -q "\"type\":\"remap\",\"dev\":\"$r0dev\",\"sector\":$((8192 + 1499 * 8))," /tmp/ev.json ||
+	fail "events: no remap of r0 sector $((8192 + 1499 * 8))"
+grep -q "\"type\":\"unremap\",\"dev\":\"$r0dev\",\"sector\":4096," /tmp/ev.json || fail "events: no unremap of r0 sector 4096"
+$D events | grep -q "unremap .*dev $r0dev sector 4096 " || fail "events text"
+$D events --follow --new --json > /tmp/evf.json &
+evpid=$!
+sleep 2
+check "remap while following" $D remap r0 24576
+i=0
+until grep -q "\"type\":\"remap\",\"dev\":\"$r0dev\",\"sector\":24576," /tmp/evf.json; do
+	i=$((i + 1)); [ $i -lt 100 ] || { cat /tmp/evf.json; fail "events --follow did not show the remap"; }
+	sleep 0.1
+done
+kill $evpid; wait $evpid 2>/dev/null
+check "unremap again" $D unremap r0 24576
+
+# --- bench: the in-kernel microbenchmark and the control-path round trips, briefly.
+$D bench kernel --ops noop,lookup --entries 0,1000 --iterations 2000 --json > /tmp/bk.json || fail "bench kernel"
+assert_eq "bench kernel cases" "$(grep -o '"case":"[a-z]*@[0-9]*"' /tmp/bk.json | tr '\n' ' ')" \
+	'"case":"noop@0" "case":"lookup@0" "case":"lookup@1000" '
+$D bench control --device r0 --process-iterations 3 --dm-iterations 20 --iterations 200 --json > /tmp/bc.json ||
+	fail "bench control"
+for c in dmsetup_message_ping dm_target_msg_ping own_ioctl_version kernel_noop; do
+	grep -q "\"case\":\"$c\"" /tmp/bc.json || { cat /tmp/bc.json; fail "bench control: no case $c"; }
+done
+grep -q '"dmsetup_over_own_ioctl_p50":[0-9]' /tmp/bc.json || { cat /tmp/bc.json; fail "bench control: no ratio"; }
 expect_rc 1 "r0: the target refused \`frobnicate\`.*EINVAL" "unknown message" $D message r0 frobnicate
 expect_rc 1 "refused \`remap 99999999\`" "message with a bad sector" $D message r0 remap 99999999
 
@@ -226,12 +297,32 @@ lists_agree ms
 assert_eq "both segments listed" "$(($(wc -l < /tmp/l.txt) - 1))" 5
 lists_agree ms 16 2
 $D status ms --json > /tmp/ms.json || fail "status ms"
+status_agrees_all ms
 assert_eq "two segments" "$(grep -c '"target_type": "remap"' /tmp/ms.json)" 2
 expect_rc 2 "run past the end of its segment" "count crossing segments" $D remap ms $((seg - 8)) --count 2
 check "remove ms" $D remove ms
 
 assert_eq "empty list" "$($D list --json)" "[]"
 assert_eq "empty list text" "$($D list)" "no dm-remap devices"
+
+# --- inspect: a blank spare, and one whose superblocks are garbage.
+wipe "$SPARE2" 8
+s2=$(sectors "$SPARE2")
+dd if=/dev/zero of="$SPARE2" bs=512 seek=$((s2 - 2048)) count=2048 oflag=direct status=none
+expect_rc 1 "$SPARE2: no metadata: the spare is blank" "inspect of a blank spare" $D inspect "$SPARE2"
+$D inspect "$SPARE2" --json > /tmp/in.json; grep -q '"status": *"blank"' /tmp/in.json || { cat /tmp/in.json; fail "inspect --json blank"; }
+dd if=/dev/urandom of="$SPARE2" bs=4096 count=1 oflag=direct status=none
+expect_rc 1 "damaged|no valid" "inspect of a damaged spare" $D inspect "$SPARE2"
+expect_rc 3 "/dev/nosuch: no such file or device" "inspect of a missing path" $D inspect /dev/nosuch
+wipe "$SPARE2" 8
+
+# --- nvme: the emulated main disk.
+$D nvme list --json > /tmp/nl.json || fail "nvme list"
+grep -q '"nvme0"' /tmp/nl.json || { cat /tmp/nl.json; fail "nvme list: no nvme0"; }
+check "nvme smart" $D nvme smart /dev/nvme0
+check "nvme errors" $D nvme errors /dev/nvme0 --entries 4
+expect_rc 4 "nvme0.*not an Amazon" "nvme aws-stats on a QEMU disk" $D nvme aws-stats /dev/nvme0
+check "nvme bench" $D nvme bench --cycles 3
 
 # --- tune --check, completions, man page.
 $D tune --check --pid 1 > /tmp/tune.txt || fail "tune --check"

@@ -73,3 +73,16 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+impl From<dmremap_lib::control::ControlError> for CliError {
+    /// Control-device errors: module not loaded → 4, no privilege → 5, anything else → 1.
+    fn from(e: dmremap_lib::control::ControlError) -> Self {
+        use dmremap_lib::control::ControlError as C;
+        let kind = match &e {
+            C::NotLoaded(_) => Kind::Unsupported,
+            C::Permission { .. } => Kind::Permission,
+            C::Io { .. } => Kind::Failed,
+        };
+        CliError::new(kind, e.to_string())
+    }
+}

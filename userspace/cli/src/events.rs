@@ -1,61 +1,80 @@
-//! `dmremap events`: the kernel's event ring.
-
-use std::time::Duration;
+//! `dmremap events`: the kernel's event ring, read with read() and poll() on the control device.
 
 use clap::Args;
-use dmremap_lib::control::Control;
+use dmremap_lib::control::{Control, Event, EventType, Seek};
 
 use crate::error::CliError;
 
 #[derive(Args, Debug)]
 pub struct EventsArgs {
-    /// Keep waiting for new events (polls the ring every --interval-ms).
+    /// Keep waiting for new events (sleeps in poll() until the kernel raises one).
     #[arg(long)]
     follow: bool,
     /// First sequence number to show (default: the oldest still held).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "new")]
     since: u64,
-    /// Poll interval with --follow, in milliseconds.
-    #[arg(long, default_value_t = 200)]
-    interval_ms: u64,
+    /// Show only events raised from now on (with --follow).
+    #[arg(long, requires = "follow")]
+    new: bool,
 }
 
+/// Records asked for per read().
+const BATCH: usize = 256;
+
 pub fn run(a: &EventsArgs, json: bool) -> Result<(), CliError> {
-    let ctl = Control::open().map_err(|e| CliError::failed(e.to_string()))?;
-    let mut since = a.since;
-    let mut lost_seen = None;
-    loop {
-        let batch = ctl.events(since, 1024).map_err(|e| CliError::failed(e.to_string()))?;
-        if since > 0 && since < batch.oldest_seq {
-            eprintln!("dmremap: events {}..{} were overwritten before they could be read", since, batch.oldest_seq - 1);
-        }
-        if lost_seen.is_some_and(|l| l != batch.lost) && !json {
-            eprintln!("dmremap: the kernel ring overflowed ({} events lost since load)", batch.lost);
-        }
-        lost_seen = Some(batch.lost);
-        for e in &batch.events {
-            if json {
-                println!("{}", serde_json::to_string(e).map_err(|e| CliError::failed(e.to_string()))?);
-            } else {
-                println!(
-                    "{:>8} {:>16} {:<15} dev {} sector {} arg {}{}{}",
-                    e.seq,
-                    e.time_ns,
-                    format!("{:?}", e.kind).to_lowercase(),
-                    e.dev,
-                    e.sector,
-                    e.arg,
-                    if e.write { " write" } else { "" },
-                    if e.spare { " spare" } else { "" }
-                );
+    let ctl = Control::open()?;
+    ctl.set_nonblocking(true)?;
+    let to = match (a.new, a.since) {
+        (true, _) => Seek::Now,
+        (false, 0) => Seek::Oldest,
+        (false, s) => Seek::Seq(s),
+    };
+    if let Err(e) = ctl.seek_events(to) {
+        // The kernel refuses a sequence number that has not been raised yet.
+        if let Seek::Seq(s) = to {
+            let next = ctl.seek_events(Seek::Now).unwrap_or(0);
+            if next > 0 && s > next {
+                return Err(CliError::usage(format!("--since {s}: no such event yet (the next event will be {next})")));
             }
         }
-        since = batch.next_seq;
-        if !a.follow {
-            return Ok(());
+        return Err(e.into());
+    }
+    loop {
+        let batch = ctl.read_events(BATCH)?;
+        for e in &batch {
+            print_event(e, json)?;
         }
-        if batch.events.is_empty() {
-            std::thread::sleep(Duration::from_millis(a.interval_ms.max(10)));
+        if batch.is_empty() {
+            if !a.follow {
+                return Ok(());
+            }
+            ctl.wait_events(-1)?;
         }
     }
+}
+
+fn print_event(e: &Event, json: bool) -> Result<(), CliError> {
+    if e.kind == EventType::Overflow {
+        eprintln!(
+            "dmremap: events {}..{} were overwritten before they could be read",
+            e.seq,
+            e.seq + e.arg.saturating_sub(1)
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string(e).map_err(|e| CliError::failed(e.to_string()))?);
+    } else if e.kind != EventType::Overflow {
+        println!(
+            "{:>8} {:>16} {:<15} dev {} sector {} arg {}{}{}",
+            e.seq,
+            e.time_ns,
+            format!("{:?}", e.kind).to_lowercase(),
+            e.dev,
+            e.sector,
+            e.arg,
+            if e.write { " write" } else { "" },
+            if e.spare { " spare" } else { "" }
+        );
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ mod storm;
 mod dmcmd;
 mod error;
 mod events;
+mod fuzz;
 mod gen;
 mod inspect;
 mod nvme;
@@ -139,6 +140,9 @@ enum Cmd {
     Events(events::EventsArgs),
     /// Decode and check the metadata on a spare device or image file (offline, read-only).
     Inspect(inspect::InspectArgs),
+    /// Test aid: random bad ioctls, reads and polls on /dev/dm-remap (see fuzz.rs).
+    #[command(hide = true)]
+    FuzzControl(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +173,7 @@ fn main() -> ExitCode {
         Cmd::Bench(c) => bench::run(c, json),
         Cmd::Events(a) => events::run(a, json),
         Cmd::Inspect(a) => inspect::run(a, json),
+        Cmd::FuzzControl(a) => fuzz::run(a, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -234,6 +239,25 @@ mod tests {
             let e = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn events_and_hidden_commands_parse() {
+        assert!(Cli::try_parse_from(["dmremap", "events", "--follow", "--new"]).is_ok());
+        assert!(Cli::try_parse_from(["dmremap", "events", "--since", "9", "--follow"]).is_ok());
+        for args in [
+            &["dmremap", "events", "--new"][..],
+            &["dmremap", "events", "--follow", "--new", "--since", "3"],
+            &["dmremap", "events", "--since", "x"],
+            &["dmremap", "bench", "control"],
+            &["dmremap", "bench", "control", "--device", "r0", "--iterations", "0"],
+        ] {
+            assert_eq!(Cli::try_parse_from(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["dmremap", "fuzz-control", "--seed", "3", "--drop-privileges"]).is_ok());
+        let mut help = Vec::new();
+        Cli::command().write_long_help(&mut help).unwrap();
+        assert!(!String::from_utf8(help).unwrap().contains("fuzz-control"), "the test aid is hidden");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod uapi {
 nix::ioctl_readwrite!(ioc_version, uapi::DMR_IOCTL_MAGIC, 0x00, uapi::dmr_version);
 nix::ioctl_readwrite!(ioc_bench, uapi::DMR_IOCTL_MAGIC, 0x01, uapi::dmr_bench);
 nix::ioctl_readwrite!(ioc_events, uapi::DMR_IOCTL_MAGIC, 0x02, uapi::dmr_events);
+nix::ioctl_readwrite!(ioc_events_seek, uapi::DMR_IOCTL_MAGIC, 0x03, uapi::dmr_events_seek);
 
 /// Default path of the control device.
 pub const CONTROL_PATH: &str = "/dev/dm-remap";
@@ -122,6 +123,9 @@ pub enum EventType {
     MetadataError,
     /// A device failed a bio (`arg` = block-layer status).
     IoError,
+    /// read() only: this reader fell behind and `arg` events from `seq` on were overwritten
+    /// before it read them.
+    Overflow,
     /// A type this program does not know (newer module).
     Unknown(u32),
 }
@@ -136,9 +140,36 @@ impl EventType {
             uapi::dmr_event_type_DMR_EV_SPARE_EXHAUSTED => EventType::SpareExhausted,
             uapi::dmr_event_type_DMR_EV_META_ERROR => EventType::MetadataError,
             uapi::dmr_event_type_DMR_EV_IO_ERROR => EventType::IoError,
+            uapi::dmr_event_type_DMR_EV_OVERFLOW => EventType::Overflow,
             other => EventType::Unknown(other),
         }
     }
+}
+
+impl Event {
+    fn from_raw(e: &uapi::dmr_event) -> Event {
+        Event {
+            seq: e.seq,
+            time_ns: e.time_ns,
+            kind: EventType::from_raw(e.type_),
+            dev: format!("{}:{}", e.dev >> 20, e.dev & 0xfffff),
+            sector: e.sector,
+            arg: e.arg,
+            write: e.flags & uapi::DMR_EVF_WRITE != 0,
+            spare: e.flags & uapi::DMR_EVF_SPARE != 0,
+        }
+    }
+}
+
+/// Where to put a file's event read() cursor ([`Control::seek_events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seek {
+    /// The oldest event still in the kernel's ring.
+    Oldest,
+    /// The next event to be raised: only new events.
+    Now,
+    /// This sequence number (1 up to the next one to be raised).
+    Seq(u64),
 }
 
 /// One event from the module's event ring.
@@ -266,20 +297,79 @@ impl Control {
         // SAFETY: `req` is valid; `req.buf` points to `max` writable events that outlive the call.
         unsafe { ioc_events(self.file.as_raw_fd(), &mut req) }.map_err(|e| self.err("events ioctl", e))?;
         let n = (req.count as usize).min(buf.len());
-        let events = buf[..n]
-            .iter()
-            .map(|e| Event {
-                seq: e.seq,
-                time_ns: e.time_ns,
-                kind: EventType::from_raw(e.type_),
-                dev: format!("{}:{}", e.dev >> 20, e.dev & 0xfffff),
-                sector: e.sector,
-                arg: e.arg,
-                write: e.flags & uapi::DMR_EVF_WRITE != 0,
-                spare: e.flags & uapi::DMR_EVF_SPARE != 0,
-            })
-            .collect();
+        let events = buf[..n].iter().map(Event::from_raw).collect();
         Ok(EventBatch { events, next_seq: req.next_seq, oldest_seq: req.oldest_seq, lost: req.lost })
+    }
+
+    /// Move this file's event read() cursor; returns the sequence number read() returns next.
+    pub fn seek_events(&self, to: Seek) -> Result<u64, ControlError> {
+        let (whence, seq) = match to {
+            Seek::Oldest => (uapi::dmr_seek_whence_DMR_SEEK_OLDEST, 0),
+            Seek::Now => (uapi::dmr_seek_whence_DMR_SEEK_NOW, 0),
+            Seek::Seq(s) => (uapi::dmr_seek_whence_DMR_SEEK_SEQ, s),
+        };
+        let mut req = uapi::dmr_events_seek {
+            size: std::mem::size_of::<uapi::dmr_events_seek>() as u32,
+            whence,
+            seq,
+            ..Default::default()
+        };
+        // SAFETY: `req` is a valid, initialised dmr_events_seek for the kernel to read and fill.
+        unsafe { ioc_events_seek(self.file.as_raw_fd(), &mut req) }.map_err(|e| self.err("events seek ioctl", e))?;
+        Ok(req.cursor)
+    }
+
+    /// Put the file in non-blocking mode (read() then fails with `WouldBlock` instead of waiting).
+    pub fn set_nonblocking(&self, on: bool) -> Result<(), ControlError> {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: F_GETFL/F_SETFL on a file descriptor we own.
+        let r = unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            if fl < 0 {
+                fl
+            } else {
+                libc::fcntl(fd, libc::F_SETFL, if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK })
+            }
+        };
+        if r < 0 {
+            return Err(ControlError::Io { path: self.path.clone(), what: "fcntl", source: io::Error::last_os_error() });
+        }
+        Ok(())
+    }
+
+    /// Wait up to `timeout_ms` (-1: forever) until read() has events; returns whether it has.
+    /// An interrupting signal counts as "not yet".
+    pub fn wait_events(&self, timeout_ms: i32) -> Result<bool, ControlError> {
+        let mut p = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(ControlError::Io { path: self.path.clone(), what: "poll", source: e });
+        }
+        Ok(n > 0 && p.revents & libc::POLLIN != 0)
+    }
+
+    /// read() up to `max` event records (at least one) from this file's cursor. Blocks until
+    /// one is available unless the file is non-blocking, when it returns an empty list instead.
+    pub fn read_events(&self, max: usize) -> Result<Vec<Event>, ControlError> {
+        let mut buf = vec![uapi::dmr_event::default(); max.max(1)];
+        let len = buf.len() * std::mem::size_of::<uapi::dmr_event>();
+        // SAFETY: `buf` is writable for `len` bytes; any bytes are a valid `dmr_event`.
+        let n = unsafe { libc::read(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), len) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(Vec::new()),
+                io::ErrorKind::PermissionDenied => Err(ControlError::Permission { path: self.path.clone(), what: "read" }),
+                _ => Err(ControlError::Io { path: self.path.clone(), what: "read", source: e }),
+            };
+        }
+        let n = n as usize / std::mem::size_of::<uapi::dmr_event>();
+        Ok(buf[..n.min(buf.len())].iter().map(Event::from_raw).collect())
     }
 
     /// The raw file, for callers that issue their own ioctls (tests of bad input).
@@ -299,6 +389,24 @@ mod tests {
         assert_eq!(uapi::DMR_IOCTL_MAGIC, 0xDB);
         // _IOWR('\xdb', 1, 112 bytes)
         assert_eq!(nix::request_code_readwrite!(uapi::DMR_IOCTL_MAGIC, 0x01, 112) as u64, 0xC070_DB01);
+        assert_eq!(std::mem::size_of::<uapi::dmr_event>(), 48);
+        assert_eq!(std::mem::size_of::<uapi::dmr_events_seek>(), 48);
+        assert_eq!(std::mem::offset_of!(uapi::dmr_events_seek, cursor), 24);
+        assert_eq!(nix::request_code_readwrite!(uapi::DMR_IOCTL_MAGIC, 0x03, 48) as u64, 0xC030_DB03);
+    }
+
+    #[test]
+    fn overflow_records_decode() {
+        let raw = uapi::dmr_event {
+            seq: 5,
+            type_: uapi::dmr_event_type_DMR_EV_OVERFLOW,
+            arg: 7,
+            ..Default::default()
+        };
+        let e = Event::from_raw(&raw);
+        assert_eq!(e.kind, EventType::Overflow);
+        let j = serde_json::to_string(&e).unwrap();
+        assert!(j.starts_with(r#"{"seq":5,"time_ns":0,"type":"overflow","dev":"0:0","sector":0,"arg":7,"#), "{j}");
     }
 
     #[test]
