@@ -19,7 +19,8 @@ use dmremap_core::nvme::error_log::{ErrorLog, ErrorLogEntry, ERROR_ENTRY_LEN};
 use dmremap_core::nvme::smart::SmartLog;
 
 use super::admin::{
-    identify_controller, read_aws_stats, read_error_log, read_smart, AdminTransport, DeviceError,
+    identify_controller, read_aws_stats, read_error_log, read_smart_batch, AdminTransport,
+    DeviceError,
 };
 use super::cache::{CacheStats, Detection, DeviceType, TypeCache};
 use super::pool::{BufferPool, PoolStats};
@@ -227,6 +228,14 @@ struct Detected {
     error_log_entries: u16,
 }
 
+/// What [`Scraper::detect_cached`] found for one controller.
+struct Detection1 {
+    detected: Result<Detected, String>,
+    cache_hit: bool,
+    /// The Amazon page read during detection (reused for the cycle's statistics).
+    aws_from_detection: Option<AwsSnapshot>,
+}
+
 impl<T: AdminTransport> Scraper<T> {
     /// A scraper with a standard type cache and a pool keeping up to 16 idle 4 KiB units.
     pub fn new(discovery: Discovery, transport: T, config: ScraperConfig) -> Self {
@@ -333,8 +342,19 @@ impl<T: AdminTransport> Scraper<T> {
         let controllers = self.controllers()?;
         let discovery = start.elapsed();
         let mut reports = Vec::with_capacity(controllers.len());
-        for c in controllers {
-            reports.push(self.scrape_controller(c, start));
+        // Detection (cached) per controller, then the SMART logs of all controllers as one
+        // batch (the transport may overlap the commands), then the rest per controller.
+        let mut detections = Vec::with_capacity(controllers.len());
+        for c in &controllers {
+            detections.push(self.detect_cached(c, start));
+        }
+        let smart = {
+            let names: Vec<&str> = controllers.iter().map(|c| c.name.as_str()).collect();
+            let mut bufs: Vec<_> = names.iter().map(|_| self.pool.lease(512)).collect();
+            read_smart_batch(&mut self.transport, &names, &mut bufs)
+        };
+        for ((c, d), sm) in controllers.into_iter().zip(detections).zip(smart) {
+            reports.push(self.scrape_controller(c, d, sm));
         }
         let elapsed = start.elapsed();
         let budget = self.config.budget;
@@ -400,10 +420,10 @@ impl<T: AdminTransport> Scraper<T> {
         }
     }
 
-    fn scrape_controller(&mut self, c: Controller, now: Instant) -> ControllerReport {
-        let name = c.name;
+    fn detect_cached(&mut self, c: &Controller, now: Instant) -> Detection1 {
+        let name = &c.name;
         let mut aws_from_detection = None;
-        let (detected, cache_hit) = match self.cache.lookup(&name, &c.serial, now) {
+        let (detected, cache_hit) = match self.cache.lookup(name, &c.serial, now) {
             Some(Ok(d)) => (
                 Ok(Detected {
                     device_type: d.device_type,
@@ -418,21 +438,35 @@ impl<T: AdminTransport> Scraper<T> {
                         device_type: d.device_type,
                         error_log_entries: d.error_log_entries,
                     };
-                    self.cache.store_success(&name, &c.serial, d, now);
+                    self.cache.store_success(name, &c.serial, d, now);
                     aws_from_detection = aws;
                     (Ok(out), false)
                 }
                 Err(e) => {
-                    self.cache.store_failure(&name, &c.serial, e.clone(), now);
+                    self.cache.store_failure(name, &c.serial, e.clone(), now);
                     (Err(e), false)
                 }
             },
         };
+        Detection1 {
+            detected,
+            cache_hit,
+            aws_from_detection,
+        }
+    }
 
-        let smart = {
-            let mut buf = self.pool.lease(512);
-            read_smart(&mut self.transport, &name, &mut buf)
-        };
+    fn scrape_controller(
+        &mut self,
+        c: Controller,
+        d: Detection1,
+        smart: Result<SmartLog, DeviceError>,
+    ) -> ControllerReport {
+        let name = c.name;
+        let Detection1 {
+            detected,
+            cache_hit,
+            mut aws_from_detection,
+        } = d;
 
         let aws = match (&detected, self.config.read_aws_stats) {
             (Ok(d), true) => d
