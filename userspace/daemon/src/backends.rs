@@ -557,6 +557,9 @@ pub struct ProbeStats {
     pub mark_errors: std::sync::atomic::AtomicU64,
 }
 
+/// SMART reads in flight at once, over different controllers (see `make bench BENCH=nvme`).
+pub const SMART_PARALLEL: usize = 4;
+
 /// Error log entries read per controller when its count moves.
 pub const ERROR_LOG_ENTRIES: u16 = 64;
 
@@ -572,12 +575,10 @@ impl ScraperProbe {
             read_aws_stats: false,
             ..ScraperConfig::default()
         };
+        let mut transport = IoctlTransport::new(dev_dir);
+        transport.parallel = SMART_PARALLEL;
         ScraperProbe {
-            scraper: Scraper::new(
-                Discovery::Sysfs(sys.to_path_buf()),
-                IoctlTransport::new(dev_dir),
-                cfg,
-            ),
+            scraper: Scraper::new(Discovery::Sysfs(sys.to_path_buf()), transport, cfg),
             sys: sys.to_path_buf(),
             last: HashMap::new(),
             seen_errors: HashMap::new(),

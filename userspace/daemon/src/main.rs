@@ -153,6 +153,10 @@ enum Cmd {
         /// Do not try O_DIRECT.
         #[arg(long)]
         no_direct: bool,
+        /// Mark unreadable blocks pending (`pending` target message) on the remap device that
+        /// DEVICE is, or whose main device DEVICE is.
+        #[arg(long)]
+        mark_pending: bool,
         /// Events and the final report as JSON lines on stdout.
         #[arg(long)]
         json: bool,
@@ -311,9 +315,17 @@ fn main() -> ExitCode {
             block_size,
             read_kb,
             no_direct,
+            mark_pending,
             json,
         }) => scrub_cmd(
-            device, rate, checkpoint, block_size, read_kb, !no_direct, json,
+            device,
+            rate,
+            checkpoint,
+            block_size,
+            read_kb,
+            !no_direct,
+            mark_pending,
+            json,
         ),
     }
 }
@@ -425,8 +437,10 @@ fn scrub_cmd(
     block_size: usize,
     read_kb: usize,
     direct: bool,
+    mark_pending: bool,
     json: bool,
 ) -> ExitCode {
+    let mut marker = DmMarker::new();
     if let Some(r) = rate {
         if !(r > 0.0 && r.is_finite()) {
             eprintln!("dmremapd: scrub: --rate must be > 0 MB/s");
@@ -505,7 +519,12 @@ fn scrub_cmd(
             }
         }
     };
-    match scrub::scrub(&mut reader, &name, &opts, None, &pool, &stop, &mut observe) {
+    let marker: Option<&mut dyn scrub::PendingMarker> = if mark_pending {
+        Some(&mut marker)
+    } else {
+        None
+    };
+    match scrub::scrub(&mut reader, &name, &opts, marker, &pool, &stop, &mut observe) {
         Ok(r) => {
             if json {
                 println!(
@@ -534,7 +553,13 @@ fn scrub_cmd(
                     r.unreadable.len()
                 );
                 for (o, l) in &r.unreadable {
-                    println!("  unreadable: byte {o} +{l} (sector {}), not marked pending: no control-device marker in this build", o / 512);
+                    println!("  unreadable: byte {o} +{l} (sector {})", o / 512);
+                }
+                if mark_pending {
+                    println!(
+                        "  marked pending: {}, marking failed: {}",
+                        r.marked_pending, r.mark_errors
+                    );
                 }
             }
             if r.unreadable.is_empty() {
