@@ -233,6 +233,17 @@ impl KernelEvents for ControlEvents {
                 self.next_seq = Some(next.max(1));
                 continue;
             }
+            if batch.next_seq < since && batch.oldest_seq.max(1) < since {
+                // The ring's numbers went back: the module was reloaded. Its ring holds only
+                // events raised since, all new to us.
+                log::info!(
+                    "kernel events: sequence numbers restarted ({} after {since}); reading the new ring from {}",
+                    batch.next_seq,
+                    batch.oldest_seq
+                );
+                self.next_seq = Some(batch.oldest_seq.max(1));
+                continue;
+            }
             self.next_seq = Some(batch.next_seq.max(since));
             if !batch.events.is_empty() {
                 let off = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
