@@ -5,15 +5,17 @@
 #   io       fio 4K random IOPS, dm-remap vs dm-linear, null_blk and NVMe, 0 and 100K remaps
 #   nvme     `dmremap nvme bench` scrape cycles over ten emulated NVMe controllers (cold and warm
 #            type cache, p50/p99, allocations per cycle)
-#   pipeline, jitter, scrub
+#   scrub    `dmremapd scrub` of the VM's NVMe disk vs fio sequential reads of it (ratio, goal
+#            >= 0.9), plus the host's tmpfs buffer-pool comparison (`dmremapd bench scrub --quick`)
+#   pipeline, jitter
 #            the daemon's own benchmarks on the host (`dmremapd bench NAME`)
 source "$(dirname "$0")/lib.sh"
 name=${1:?usage: bench.sh kernel|io|nvme|pipeline|jitter|scrub}
 mkdir -p "$ROOT/target/bench"
 out=$ROOT/target/bench/$name.json
 case "$name" in
-kernel|io|nvme) ;;
-pipeline|jitter|scrub)
+kernel|io|nvme|scrub) ;;
+pipeline|jitter)
 	"$ROOT/target/release/dmremapd" bench "$name" --out "$out"
 	log "wrote $out"
 	exit 0
@@ -37,6 +39,12 @@ io)
 	a=$(grep -a '^@@BENCH io-raw-nullb ' "$log" | tail -n1) || die "no null_blk result in $log"
 	b=$(grep -a '^@@BENCH io-raw-nvme ' "$log" | tail -n1) || die "no NVMe result in $log"
 	python3 "$ROOT/scripts/bench_report.py" io "${a#@@BENCH io-raw-nullb }" "${b#@@BENCH io-raw-nvme }" > "$out"
+	;;
+scrub)
+	line=$(grep -a '^@@BENCH scrub ' "$log" | tail -n1) || die "no result in $log"
+	tmpfs=$ROOT/target/bench/scrub-tmpfs.json
+	"$ROOT/target/release/dmremapd" bench scrub --out "$tmpfs" >/dev/null || die "tmpfs scrub bench failed"
+	python3 "$ROOT/scripts/bench_report.py" scrub "${line#@@BENCH scrub }" "$tmpfs" > "$out"
 	;;
 nvme)
 	line=$(grep -a '^@@BENCH nvme ' "$log" | tail -n1) || die "no result in $log"
