@@ -10,20 +10,22 @@
 #   storm    durable remaps per second, group commit vs one commit per remap (release kernel)
 #   powercut 100 kill-QEMU power cuts + >= 100 crash states replayed from a dm-log-writes
 #            recording; lost writes / remaps and corrupt metadata (release kernel)
-#   pipeline, jitter, scrub
+#   scrub    `dmremapd scrub` of the VM's NVMe disk vs fio sequential reads of it (ratio, goal
+#            >= 0.9), plus the host's tmpfs buffer-pool comparison (`dmremapd bench scrub --quick`)
+#   pipeline, jitter
 #            the daemon's own benchmarks on the host (`dmremapd bench NAME`)
 source "$(dirname "$0")/lib.sh"
 name=${1:?usage: bench.sh kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub}
 mkdir -p "$ROOT/target/bench"
 out=$ROOT/target/bench/$name.json
 case "$name" in
-kernel|io|nvme|control|storm) ;;
+kernel|io|nvme|control|storm|scrub) ;;
 powercut)
 	"$ROOT/tests/vm/run.sh" --flavour release --powercut "${PC_KILLS:-100}" "${PC_LOG_OPS:-150}" --json "$out" || die "power-cut test failed (see target/vm-test/powercut-release/guest.log)"
 	log "wrote $out"
 	exit 0
 	;;
-pipeline|jitter|scrub)
+pipeline|jitter)
 	"$ROOT/target/release/dmremapd" bench "$name" --out "$out"
 	log "wrote $out"
 	exit 0
@@ -51,6 +53,12 @@ io)
 storm)
 	line=$(grep -a '^@@BENCH storm ' "$log" | tail -n1) || die "no result in $log"
 	echo "${line#@@BENCH storm }" | python3 -m json.tool > "$out"
+	;;
+scrub)
+	line=$(grep -a '^@@BENCH scrub ' "$log" | tail -n1) || die "no result in $log"
+	tmpfs=$ROOT/target/bench/scrub-tmpfs.json
+	"$ROOT/target/release/dmremapd" bench scrub --out "$tmpfs" >/dev/null || die "tmpfs scrub bench failed"
+	python3 "$ROOT/scripts/bench_report.py" scrub "${line#@@BENCH scrub }" "$tmpfs" > "$out"
 	;;
 nvme)
 	line=$(grep -a '^@@BENCH nvme ' "$log" | tail -n1) || die "no result in $log"

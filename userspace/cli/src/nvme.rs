@@ -69,6 +69,10 @@ pub enum NvmeCmd {
         /// Budget of one cycle in microseconds (cycles over it are counted).
         #[arg(long, default_value_t = 5000)]
         budget_us: u64,
+        /// SMART reads in flight at once in the third case, `warm_parallel` (the first two read
+        /// one controller after the other).
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
     },
 }
 
@@ -84,7 +88,15 @@ pub fn run(cmd: &NvmeCmd, json: bool) -> Result<(), CliError> {
             out,
             simulate,
             budget_us,
-        } => cmd_bench(*cycles, out.as_deref(), *simulate, *budget_us, json),
+            parallel,
+        } => cmd_bench(
+            *cycles,
+            out.as_deref(),
+            *simulate,
+            *budget_us,
+            *parallel,
+            json,
+        ),
     }
 }
 
@@ -723,6 +735,8 @@ struct CaseResult {
 struct Ratio {
     warm_over_cold_p50: f64,
     warm_over_cold_p99: f64,
+    parallel_over_warm_p50: f64,
+    parallel_over_warm_p99: f64,
 }
 
 #[derive(Serialize)]
@@ -732,6 +746,8 @@ struct BenchJson {
     mode: &'static str,
     controllers: usize,
     budget_us: u64,
+    /// SMART reads in flight at once in the `warm_parallel` case.
+    parallel: usize,
     results: Vec<CaseResult>,
     ratio: Ratio,
     /// Allocations made by one controller discovery (part of every cycle's count).
@@ -748,6 +764,7 @@ fn run_case<T: AdminTransport>(
     s: &mut Scraper<T>,
     cycles: u32,
     cold: bool,
+    case: &'static str,
     first_error: &mut Option<String>,
 ) -> Result<CaseResult, CliError> {
     let scrape = |s: &mut Scraper<T>| {
@@ -789,7 +806,7 @@ fn run_case<T: AdminTransport>(
     let n = times.len().max(1) as f64;
     let total: Duration = times.iter().sum();
     Ok(CaseResult {
-        case: if cold { "cold" } else { "warm" },
+        case,
         p50: us(percentile(&times, 50)),
         p99: us(percentile(&times, 99)),
         max: us(times.last().copied().unwrap_or_default()),
@@ -812,11 +829,15 @@ fn bench_doc<T: AdminTransport>(
     cycles: u32,
     mode: &'static str,
     budget_us: u64,
+    parallel: usize,
     allocs_per_discovery: u64,
 ) -> Result<(BenchJson, Option<String>), CliError> {
     let mut first_error = None;
-    let cold = run_case(&mut s, cycles, true, &mut first_error)?;
-    let warm = run_case(&mut s, cycles, false, &mut first_error)?;
+    s.transport_mut().set_parallel(1);
+    let cold = run_case(&mut s, cycles, true, "cold", &mut first_error)?;
+    let warm = run_case(&mut s, cycles, false, "warm", &mut first_error)?;
+    s.transport_mut().set_parallel(parallel);
+    let warm_par = run_case(&mut s, cycles, false, "warm_parallel", &mut first_error)?;
     let ratio = |w: f64, c: f64| {
         if c > 0.0 {
             (w / c * 1000.0).round() / 1000.0
@@ -833,8 +854,11 @@ fn bench_doc<T: AdminTransport>(
         ratio: Ratio {
             warm_over_cold_p50: ratio(warm.p50, cold.p50),
             warm_over_cold_p99: ratio(warm.p99, cold.p99),
+            parallel_over_warm_p50: ratio(warm_par.p50, warm.p50),
+            parallel_over_warm_p99: ratio(warm_par.p99, warm.p99),
         },
-        results: vec![cold, warm],
+        parallel,
+        results: vec![cold, warm, warm_par],
         allocs_per_discovery,
     };
     Ok((doc, first_error))
@@ -863,10 +887,14 @@ fn cmd_bench(
     out: Option<&Path>,
     simulate: Option<u32>,
     budget_us: u64,
+    parallel: usize,
     json: bool,
 ) -> Result<(), CliError> {
     if cycles == 0 {
         return Err(CliError::new(Kind::Usage, "--cycles must be at least 1"));
+    }
+    if parallel == 0 || parallel > 64 {
+        return Err(CliError::new(Kind::Usage, "--parallel must be 1..=64"));
     }
     let cfg = ScraperConfig {
         budget: Duration::from_micros(budget_us),
@@ -885,6 +913,7 @@ fn cmd_bench(
                 cycles,
                 "simulated",
                 budget_us,
+                parallel,
                 discovery_allocs,
             )?
         }
@@ -908,6 +937,7 @@ fn cmd_bench(
                 cycles,
                 "devices",
                 budget_us,
+                parallel,
                 discovery_allocs,
             )?
         }
@@ -1213,7 +1243,7 @@ mod tests {
     fn simulated_bench_reports_cold_and_warm() {
         let (t, list) = simulated_fleet(10);
         let s = Scraper::new(Discovery::Fixed(list), t, ScraperConfig::default());
-        let (doc, first_error) = bench_doc(s, 20, "simulated", 5000, 0).unwrap();
+        let (doc, first_error) = bench_doc(s, 20, "simulated", 5000, 4, 0).unwrap();
         assert!(first_error.is_none(), "{first_error:?}");
         assert_eq!(doc.controllers, 10);
         let cold = &doc.results[0];
@@ -1230,7 +1260,11 @@ mod tests {
         assert_eq!(v["bench"], "nvme");
         assert_eq!(v["unit"], "us");
         assert_eq!(v["results"][1]["case"], "warm");
+        assert_eq!(v["results"][2]["case"], "warm_parallel");
+        assert_eq!(v["results"][2]["cache_hits"], 20 * 10);
+        assert_eq!(v["parallel"], 4);
         assert!(v["ratio"]["warm_over_cold_p50"].as_f64().unwrap() > 0.0);
+        assert!(v["ratio"]["parallel_over_warm_p50"].as_f64().unwrap() > 0.0);
     }
 
     #[test]
@@ -1238,7 +1272,7 @@ mod tests {
         let (mut t, list) = simulated_fleet(3);
         t.controllers.get_mut("nvme1").unwrap().fail_status = Some(0x4006);
         let s = Scraper::new(Discovery::Fixed(list), t, ScraperConfig::default());
-        let (doc, first_error) = bench_doc(s, 4, "simulated", 5000, 0).unwrap();
+        let (doc, first_error) = bench_doc(s, 4, "simulated", 5000, 1, 0).unwrap();
         assert_eq!(doc.results[0].smart_errors, 4);
         assert_eq!(doc.results[0].detect_errors, 4);
         assert!(first_error.unwrap().starts_with("nvme1: "));

@@ -278,7 +278,7 @@ impl Daemon {
                     Duration::from_millis(d.cfg.sources.kernel.poll_timeout_ms),
                 ))),
                 None => log::info!(
-                    "kernel event source: no reader for {} in this build; not started",
+                    "kernel event source: no reader for {} given; not started",
                     d.cfg.sources.kernel.device
                 ),
             }
@@ -290,7 +290,7 @@ impl Daemon {
                     d.nvme_stats = Some(s.stats());
                     to_start.push(Box::new(s));
                 }
-                None => log::info!("nvme source: no health probe in this build; not started"),
+                None => log::info!("nvme source: no health probe given; not started"),
             }
         }
         if d.cfg.scrub.enabled {
@@ -301,7 +301,7 @@ impl Daemon {
                 ..Default::default()
             };
             if backends.pending_marker.is_none() {
-                log::info!("scrub: no pending marker in this build; unreadable blocks are reported, not marked");
+                log::info!("scrub: no pending marker given; unreadable blocks are reported, not marked");
             }
             to_start.push(Box::new(ScrubSource::new(
                 sc.devices.iter().map(PathBuf::from).collect(),

@@ -164,6 +164,8 @@ pub enum RemapCause {
     ReadRecovered,
     PendingRewrite,
     Manual,
+    /// The kernel's event does not say (its ABI carries no cause).
+    Unknown,
 }
 
 /// Which I/O failed.
@@ -279,8 +281,8 @@ pub enum EventKind {
     SpareLow { used: u64, total: u64 },
     /// No spare slot is left.
     SpareExhausted { total: u64 },
-    /// Writing a metadata copy failed.
-    MetadataWriteError { copy: u32, errno: i32 },
+    /// Writing a metadata copy failed (`copy`: `None` when the kernel does not say which).
+    MetadataWriteError { copy: Option<u32>, errno: i32 },
     /// An I/O error on the main or the spare device.
     IoError {
         op: IoOp,
@@ -321,11 +323,17 @@ pub enum EventKind {
         phase: Phase,
         detail: Cow<'static, str>,
     },
+    /// A block moved back from the spare to main; its slot is free again.
+    UnremapDone {
+        sector: u64,
+        sectors: u32,
+        spare_slot: u64,
+    },
 }
 
 impl EventKind {
     /// All kind names, in declaration order (index = [`EventKind::index`]).
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "remap_done",
         "pending_marked",
         "spare_low",
@@ -337,6 +345,7 @@ impl EventKind {
         "scrub_progress",
         "scrub_unreadable",
         "lifecycle",
+        "unremap_done",
     ];
 
     pub fn index(&self) -> usize {
@@ -352,6 +361,7 @@ impl EventKind {
             EventKind::ScrubProgress { .. } => 8,
             EventKind::ScrubUnreadable { .. } => 9,
             EventKind::Lifecycle { .. } => 10,
+            EventKind::UnremapDone { .. } => 11,
         }
     }
 

@@ -102,6 +102,7 @@ fn cause(c: RemapCause) -> &'static str {
         RemapCause::ReadRecovered => "read_recovered",
         RemapCause::PendingRewrite => "pending_rewrite",
         RemapCause::Manual => "manual",
+        RemapCause::Unknown => "unknown",
     }
 }
 
@@ -185,7 +186,10 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event, ts: &mut TsCache) {
         }
         EventKind::SpareExhausted { total } => kv_u(out, b"\"total\":", *total),
         EventKind::MetadataWriteError { copy, errno } => {
-            kv_u(out, b"\"copy\":", *copy as u64);
+            match copy {
+                Some(c) => kv_u(out, b"\"copy\":", *c as u64),
+                None => out.extend_from_slice(b"\"copy\":null"),
+            }
             out.extend_from_slice(b",\"errno\":");
             int(out, *errno as i64);
         }
@@ -267,6 +271,15 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event, ts: &mut TsCache) {
             out.extend_from_slice(b",\"detail\":");
             string(out, detail);
         }
+        EventKind::UnremapDone {
+            sector,
+            sectors,
+            spare_slot,
+        } => {
+            kv_u(out, b"\"sector\":", *sector);
+            kv_u(out, b",\"sectors\":", *sectors as u64);
+            kv_u(out, b",\"spare_slot\":", *spare_slot);
+        }
     }
     out.extend_from_slice(b"}}");
 }
@@ -311,7 +324,25 @@ mod tests {
                 total: 100,
             },
             EventKind::SpareExhausted { total: 100 },
-            EventKind::MetadataWriteError { copy: 1, errno: -5 },
+            EventKind::MetadataWriteError {
+                copy: Some(1),
+                errno: -5,
+            },
+            EventKind::MetadataWriteError {
+                copy: None,
+                errno: 5,
+            },
+            EventKind::UnremapDone {
+                sector: 4096,
+                sectors: 8,
+                spare_slot: 3,
+            },
+            EventKind::RemapDone {
+                sector: 8,
+                sectors: 8,
+                spare_slot: 0,
+                cause: RemapCause::Unknown,
+            },
             EventKind::IoError {
                 op: IoOp::Read,
                 role: Role::Main,
@@ -395,7 +426,7 @@ mod tests {
 
     #[test]
     fn matches_serde_json_for_every_kind() {
-        assert_eq!(EventKind::NAMES.len(), 11);
+        assert_eq!(EventKind::NAMES.len(), 12);
         let mut cache = TsCache::default();
         let names: [(&str, &str); 3] = [
             ("kernel", "dm-0"),

@@ -5,6 +5,7 @@
 //! dispatcher hands batches to the sinks (JSON lines, Prometheus). See the README beside this
 //! crate for running it.
 
+pub mod backends;
 pub mod bench;
 pub mod config;
 pub mod daemon;

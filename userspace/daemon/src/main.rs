@@ -19,6 +19,7 @@ use dmremapd::pipeline::{PipelineConfig, Policy};
 use dmremapd::queue::QueueImpl;
 use dmremapd::scrub::{self, BlockReader, BufferPool, FileReader, ScrubEvent, ScrubOptions};
 use dmremapd::source::StopToken;
+use dmremapd::backends::{mark_error_log, ControlEvents, DmMarker, ScraperProbe};
 use dmremapd::{bench, logging};
 
 /// Counts heap allocations while enabled (load tests and benchmarks turn it on).
@@ -84,6 +85,21 @@ enum Cmd {
     },
     /// Print the default configuration as TOML.
     PrintDefaultConfig,
+    /// TEST ONLY: treat FILE as controller CONTROLLER's NVMe Error Information log (raw 64-byte
+    /// entries, as `nvme error-log -b` writes them) and map its media errors onto the remap
+    /// devices on that controller's namespaces, then mark them pending (the daemon does the same
+    /// with the log it reads from the device; emulated controllers always have an empty log).
+    TestingInjectErrorLog {
+        /// Controller (`nvme0`).
+        #[arg(long)]
+        controller: String,
+        /// Raw error log bytes.
+        #[arg(long)]
+        file: PathBuf,
+        /// Only print where the entries land; send no message.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Push synthetic events through the real pipeline and report rate, drops and latency.
     Loadtest {
         /// Offered events per second over all workers (0 = as fast as possible).
@@ -137,6 +153,10 @@ enum Cmd {
         /// Do not try O_DIRECT.
         #[arg(long)]
         no_direct: bool,
+        /// Mark unreadable blocks pending (`pending` target message) on the remap device that
+        /// DEVICE is, or whose main device DEVICE is.
+        #[arg(long)]
+        mark_pending: bool,
         /// Events and the final report as JSON lines on stdout.
         #[arg(long)]
         json: bool,
@@ -192,6 +212,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Cmd::TestingInjectErrorLog {
+            controller,
+            file,
+            dry_run,
+        }) => inject_error_log(&controller, &file, dry_run),
         Some(Cmd::PrintDefaultConfig) => {
             print!("{}", Config::default_toml());
             ExitCode::SUCCESS
@@ -290,12 +315,71 @@ fn main() -> ExitCode {
             block_size,
             read_kb,
             no_direct,
+            mark_pending,
             json,
         }) => scrub_cmd(
-            device, rate, checkpoint, block_size, read_kb, !no_direct, json,
+            device,
+            rate,
+            checkpoint,
+            block_size,
+            read_kb,
+            !no_direct,
+            mark_pending,
+            json,
         ),
     }
 }
+
+fn inject_error_log(controller: &str, file: &std::path::Path, dry_run: bool) -> ExitCode {
+    use dmremap_core::nvme::error_log::ErrorLog;
+    let sys = std::path::Path::new("/sys");
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("dmremapd: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let entries: Vec<_> = match ErrorLog::new(&bytes) {
+        Ok(l) => l.non_empty().collect(),
+        Err(e) => {
+            eprintln!("dmremapd: {}: not an error log: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let c = match dmremap_lib::nvme::sysfs::read_controller(sys, controller) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dmremapd: {controller}: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let mut marker = DmMarker::new();
+    let uses = match marker.uses() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("dmremapd: listing remap devices: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let o = mark_error_log(
+        sys,
+        controller,
+        &c.namespaces,
+        &entries,
+        (!dry_run).then_some(&mut marker),
+        &uses,
+    );
+    println!("{}", serde_json::to_string(&o).unwrap_or_default());
+    if o.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// How often the kernel event ring is polled while it is empty.
+const KERNEL_POLL: Duration = Duration::from_millis(20);
 
 fn run_daemon(config: Option<PathBuf>) -> ExitCode {
     let cfg = match &config {
@@ -308,7 +392,24 @@ fn run_daemon(config: Option<PathBuf>) -> ExitCode {
         },
         None => Config::default(),
     };
-    match daemon::run(config, cfg, Backends::default()) {
+    let mut backends = Backends::default();
+    if cfg.sources.kernel.enabled {
+        backends.kernel_events = Some(Box::new(ControlEvents::new(
+            std::path::Path::new(&cfg.sources.kernel.device),
+            KERNEL_POLL,
+        )));
+    }
+    if cfg.sources.nvme.enabled {
+        backends.nvme_probe = Some(Box::new(ScraperProbe::new(
+            std::path::Path::new("/sys"),
+            std::path::Path::new("/dev"),
+            Some(DmMarker::new()),
+        )));
+    }
+    if cfg.scrub.enabled {
+        backends.pending_marker = Some(Box::new(DmMarker::new()));
+    }
+    match daemon::run(config, cfg, backends) {
         Ok(r) => {
             if !r.stuck_sources.is_empty() {
                 log::warn!(
@@ -336,8 +437,10 @@ fn scrub_cmd(
     block_size: usize,
     read_kb: usize,
     direct: bool,
+    mark_pending: bool,
     json: bool,
 ) -> ExitCode {
+    let mut marker = DmMarker::new();
     if let Some(r) = rate {
         if !(r > 0.0 && r.is_finite()) {
             eprintln!("dmremapd: scrub: --rate must be > 0 MB/s");
@@ -416,7 +519,12 @@ fn scrub_cmd(
             }
         }
     };
-    match scrub::scrub(&mut reader, &name, &opts, None, &pool, &stop, &mut observe) {
+    let marker: Option<&mut dyn scrub::PendingMarker> = if mark_pending {
+        Some(&mut marker)
+    } else {
+        None
+    };
+    match scrub::scrub(&mut reader, &name, &opts, marker, &pool, &stop, &mut observe) {
         Ok(r) => {
             if json {
                 println!(
@@ -445,7 +553,13 @@ fn scrub_cmd(
                     r.unreadable.len()
                 );
                 for (o, l) in &r.unreadable {
-                    println!("  unreadable: byte {o} +{l} (sector {}), not marked pending: no control-device marker in this build", o / 512);
+                    println!("  unreadable: byte {o} +{l} (sector {})", o / 512);
+                }
+                if mark_pending {
+                    println!(
+                        "  marked pending: {}, marking failed: {}",
+                        r.marked_pending, r.mark_errors
+                    );
                 }
             }
             if r.unreadable.is_empty() {

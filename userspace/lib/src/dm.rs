@@ -774,6 +774,17 @@ impl FromStr for RemapAnswer {
 }
 
 /// The answer of `unremap <sector>`: `unremapped block <b>`; returns `b`.
+/// The answer to `pending`: `marked <N> blocks pending` (also `block`).
+pub fn parse_pending_answer(s: &str) -> Result<u64> {
+    let w: Vec<&str> = s.split_whitespace().collect();
+    match w.as_slice() {
+        ["marked", n, "blocks" | "block", "pending"] => n
+            .parse()
+            .map_err(|_| Error::Parse(format!("pending answer `{}`", s.trim()))),
+        _ => Err(Error::Parse(format!("pending answer `{}`", s.trim()))),
+    }
+}
+
 pub fn parse_unremap_answer(s: &str) -> Result<u64> {
     let b = s
         .trim()
@@ -1131,6 +1142,32 @@ impl Dm {
     fn expect_answer(&self, name: &str, sector: u64, msg: &str) -> Result<String> {
         self.message(name, sector, msg)?
             .ok_or_else(|| Error::Parse(format!("no answer to `{msg}`")))
+    }
+
+    /// Marks the blocks covering `count` device sectors from `sector` pending (unreadable
+    /// until rewritten): the target's `pending <sector> <blocks>` message, sent to the segment
+    /// holding `sector` (the sector range must lie in that segment). Returns the number of
+    /// blocks the target reports as newly marked.
+    pub fn pending(&self, name: &str, sector: u64, count: u64) -> Result<u64> {
+        if count == 0 {
+            return Err(Error::Invalid("pending: count must be at least 1".into()));
+        }
+        let line = self
+            .table(name)?
+            .into_iter()
+            .find(|l| l.target_type == "remap" && l.start <= sector && sector - l.start < l.length)
+            .ok_or_else(|| Error::Invalid(format!("sector {sector} is not in a remap segment")))?;
+        let end = sector
+            .checked_add(count)
+            .filter(|&e| e <= line.start + line.length)
+            .ok_or_else(|| Error::Invalid(format!("sectors {sector}+{count} run past the end of their segment")))?;
+        let bsec = u64::from(line.params.parse::<RemapTable>()?.block_size / 512).max(1);
+        let blocks = (end - 1 - line.start) / bsec - (sector - line.start) / bsec + 1;
+        parse_pending_answer(&self.expect_answer(
+            name,
+            sector,
+            &format!("pending {sector} {blocks}"),
+        )?)
     }
 
     /// `remap <sector> <count>`, sent to the segment holding `sector`.
@@ -1640,6 +1677,10 @@ mod tests {
         }
         assert_eq!(parse_unremap_answer("unremapped block 513").unwrap(), 513);
         assert!(parse_unremap_answer("pong").is_err());
+        assert_eq!(parse_pending_answer("marked 3 blocks pending\n").unwrap(), 3);
+        assert_eq!(parse_pending_answer("marked 1 block pending").unwrap(), 1);
+        assert!(parse_pending_answer("marked x blocks pending").is_err());
+        assert!(parse_pending_answer("pong").is_err());
     }
 
     #[test]

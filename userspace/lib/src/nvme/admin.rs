@@ -164,6 +164,59 @@ pub trait AdminTransport {
         cmd: &AdminCommand,
         data: &mut [u8],
     ) -> Result<(), AdminError>;
+
+    /// Runs a batch of commands, each to a different controller, filling in each item's
+    /// `result`. The default runs them one after the other; a transport may overlap them.
+    fn submit_batch(&mut self, items: &mut [BatchItem<'_>]) {
+        for it in items.iter_mut() {
+            it.result = self.submit(it.controller, it.cmd, it.data);
+        }
+    }
+
+    /// How many commands of a batch may be in flight at once (a hint; 1 = one after the other).
+    /// Transports that cannot overlap commands ignore it.
+    fn set_parallel(&mut self, _n: usize) {}
+}
+
+/// One command of a [`AdminTransport::submit_batch`].
+pub struct BatchItem<'a> {
+    pub controller: &'a str,
+    pub cmd: &'a AdminCommand,
+    pub data: &'a mut [u8],
+    pub result: Result<(), AdminError>,
+}
+
+fn ioctl_admin(
+    fd: std::os::fd::RawFd,
+    cmd: &AdminCommand,
+    data: &mut [u8],
+    timeout_ms: u32,
+) -> Result<(), AdminError> {
+    if data.len() != cmd.data_len as usize {
+        return Err(AdminError::InvalidLength(data.len()));
+    }
+    let mut pt = NvmePassthruCmd {
+        opcode: cmd.opcode,
+        nsid: cmd.nsid,
+        addr: data.as_mut_ptr() as u64,
+        data_len: cmd.data_len,
+        cdw10: cmd.cdw10,
+        cdw11: cmd.cdw11,
+        cdw12: cmd.cdw12,
+        cdw13: cmd.cdw13,
+        timeout_ms,
+        ..NvmePassthruCmd::default()
+    };
+    // SAFETY: the caller keeps `fd` open for the duration of the call; `pt` is a properly laid
+    // out `nvme_passthru_cmd` (size asserted above) whose `addr`/`data_len` describe `data`, a
+    // live, exclusively borrowed buffer of exactly `data_len` bytes (checked above) that the
+    // kernel writes into. No metadata buffer is passed.
+    let r = unsafe { nvme_ioctl_admin_cmd(fd, &mut pt) };
+    match r {
+        Ok(0) => Ok(()),
+        Ok(status) => Err(AdminError::Status(status as u16)),
+        Err(errno) => Err(AdminError::Io(io::Error::from(errno))),
+    }
 }
 
 /// The real transport: `NVME_IOCTL_ADMIN_CMD` on `<dev_dir>/<controller>` (normally `/dev`),
@@ -173,6 +226,8 @@ pub struct IoctlTransport {
     open: HashMap<String, File>,
     /// Command timeout passed to the kernel (0 = the driver's default).
     pub timeout_ms: u32,
+    /// Commands of a batch in flight at once (see [`AdminTransport::submit_batch`]).
+    pub parallel: usize,
 }
 
 impl IoctlTransport {
@@ -182,6 +237,7 @@ impl IoctlTransport {
             dev_dir: dev_dir.into(),
             open: HashMap::new(),
             timeout_ms: 0,
+            parallel: 1,
         }
     }
 
@@ -214,33 +270,50 @@ impl AdminTransport for IoctlTransport {
         cmd: &AdminCommand,
         data: &mut [u8],
     ) -> Result<(), AdminError> {
-        if data.len() != cmd.data_len as usize {
-            return Err(AdminError::InvalidLength(data.len()));
-        }
         let timeout_ms = self.timeout_ms;
         let fd = self.file(controller)?.as_raw_fd();
-        let mut pt = NvmePassthruCmd {
-            opcode: cmd.opcode,
-            nsid: cmd.nsid,
-            addr: data.as_mut_ptr() as u64,
-            data_len: cmd.data_len,
-            cdw10: cmd.cdw10,
-            cdw11: cmd.cdw11,
-            cdw12: cmd.cdw12,
-            cdw13: cmd.cdw13,
-            timeout_ms,
-            ..NvmePassthruCmd::default()
-        };
-        // SAFETY: `fd` is an open file owned by `self.open` for the duration of the call; `pt` is
-        // a properly laid out `nvme_passthru_cmd` (size asserted above) whose `addr`/`data_len`
-        // describe `data`, a live, exclusively borrowed buffer of exactly `data_len` bytes that
-        // the kernel writes into. No metadata buffer is passed.
-        let r = unsafe { nvme_ioctl_admin_cmd(fd, &mut pt) };
-        match r {
-            Ok(0) => Ok(()),
-            Ok(status) => Err(AdminError::Status(status as u16)),
-            Err(errno) => Err(AdminError::Io(io::Error::from(errno))),
+        ioctl_admin(fd, cmd, data, timeout_ms)
+    }
+
+    /// With `parallel > 1`, the batch is split over up to `parallel` threads, each running its
+    /// share of the commands one after the other: commands to different controllers overlap.
+    fn submit_batch(&mut self, items: &mut [BatchItem<'_>]) {
+        let workers = self.parallel.min(items.len());
+        if workers <= 1 {
+            for it in items.iter_mut() {
+                it.result = self.submit(it.controller, it.cmd, it.data);
+            }
+            return;
         }
+        let timeout_ms = self.timeout_ms;
+        // Open (or find) every controller first; the files stay in `self.open` while the
+        // threads use their descriptors.
+        let mut fds = Vec::with_capacity(items.len());
+        for it in items.iter_mut() {
+            match self.file(it.controller) {
+                Ok(f) => fds.push(Some(f.as_raw_fd())),
+                Err(e) => {
+                    it.result = Err(e);
+                    fds.push(None);
+                }
+            }
+        }
+        let per = items.len().div_ceil(workers);
+        std::thread::scope(|s| {
+            for (chunk, fds) in items.chunks_mut(per).zip(fds.chunks(per)) {
+                s.spawn(move || {
+                    for (it, fd) in chunk.iter_mut().zip(fds) {
+                        if let Some(fd) = fd {
+                            it.result = ioctl_admin(*fd, it.cmd, it.data, timeout_ms);
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    fn set_parallel(&mut self, n: usize) {
+        self.parallel = n.max(1);
     }
 }
 
@@ -348,6 +421,61 @@ pub fn read_smart<T: AdminTransport + ?Sized>(
     })?;
     run(t, device, &cmd, buf)?;
     SmartLog::decode(&buf[..SMART_LOG_LEN]).map_err(|e| DeviceError::decode(device, &cmd, e))
+}
+
+/// Reads the SMART / Health log of several controllers as one batch (overlapped if the
+/// transport does so); `bufs[i]` (at least 512 bytes) belongs to `devices[i]`.
+pub fn read_smart_batch<T: AdminTransport + ?Sized, B: std::ops::DerefMut<Target = [u8]>>(
+    t: &mut T,
+    devices: &[&str],
+    bufs: &mut [B],
+) -> Vec<Result<SmartLog, DeviceError>> {
+    let cmd = match AdminCommand::get_log_page(LID_SMART, NSID_ALL, SMART_LOG_LEN) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = e.to_string();
+            return devices
+                .iter()
+                .map(|d| {
+                    Err(DeviceError {
+                        device: (*d).into(),
+                        op: "get log page 0x02".into(),
+                        cause: DeviceErrorCause::Admin(AdminError::Io(io::Error::other(
+                            msg.clone(),
+                        ))),
+                    })
+                })
+                .collect();
+        }
+    };
+    let mut items: Vec<BatchItem<'_>> = Vec::with_capacity(devices.len());
+    let mut short = Vec::new();
+    for (i, (d, b)) in devices.iter().zip(bufs.iter_mut()).enumerate() {
+        let have = b.len();
+        match b.get_mut(..SMART_LOG_LEN) {
+            Some(data) => items.push(BatchItem {
+                controller: d,
+                cmd: &cmd,
+                data,
+                result: Ok(()),
+            }),
+            None => short.push((i, have)),
+        }
+    }
+    t.submit_batch(&mut items);
+    let mut results: Vec<Result<(), AdminError>> = items.into_iter().map(|it| it.result).collect();
+    for (i, have) in short {
+        results.insert(i, Err(AdminError::InvalidLength(have)));
+    }
+    devices
+        .iter()
+        .zip(results)
+        .zip(bufs.iter())
+        .map(|((d, r), b)| {
+            r.map_err(|e| DeviceError::admin(d, &cmd, e))?;
+            SmartLog::decode(&b[..SMART_LOG_LEN]).map_err(|e| DeviceError::decode(d, &cmd, e))
+        })
+        .collect()
 }
 
 /// Read `entries` Error Information log entries into `buf[..entries * 64]`; returns the length
@@ -523,5 +651,53 @@ mod tests {
             ref other => panic!("unexpected {other:?}"),
         }
         assert_eq!(buf, vec![0u8; 512], "nothing written on failure");
+    }
+
+    #[test]
+    fn parallel_batch_fills_every_result() {
+        let dir = tempfile::tempdir().unwrap();
+        // Regular files take no NVMe ioctl (ENOTTY); nvme2 does not exist.
+        std::fs::write(dir.path().join("nvme0"), b"").unwrap();
+        std::fs::write(dir.path().join("nvme1"), b"").unwrap();
+        std::fs::write(dir.path().join("nvme3"), b"").unwrap();
+        for parallel in [1, 4] {
+            let mut t = IoctlTransport::new(dir.path());
+            t.set_parallel(parallel);
+            let cmd = AdminCommand::get_log_page(LID_SMART, NSID_ALL, SMART_LOG_LEN).unwrap();
+            let mut bufs = vec![vec![0u8; SMART_LOG_LEN]; 4];
+            let names = ["nvme0", "nvme1", "nvme2", "nvme3"];
+            let mut items: Vec<BatchItem<'_>> = names
+                .iter()
+                .zip(bufs.iter_mut())
+                .map(|(n, b)| BatchItem {
+                    controller: n,
+                    cmd: &cmd,
+                    data: &mut b[..],
+                    result: Ok(()),
+                })
+                .collect();
+            t.submit_batch(&mut items);
+            let errs: Vec<Option<i32>> = items
+                .iter()
+                .map(|it| match &it.result {
+                    Err(AdminError::Io(e)) => e.raw_os_error(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(
+                errs,
+                vec![
+                    Some(libc::ENOTTY),
+                    Some(libc::ENOTTY),
+                    None, // open failed: the error names the path, no raw errno
+                    Some(libc::ENOTTY)
+                ],
+                "parallel {parallel}"
+            );
+            match &items[2].result {
+                Err(AdminError::Io(e)) => assert!(e.to_string().contains("nvme2"), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

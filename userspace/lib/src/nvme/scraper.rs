@@ -19,7 +19,8 @@ use dmremap_core::nvme::error_log::{ErrorLog, ErrorLogEntry, ERROR_ENTRY_LEN};
 use dmremap_core::nvme::smart::SmartLog;
 
 use super::admin::{
-    identify_controller, read_aws_stats, read_error_log, read_smart, AdminTransport, DeviceError,
+    identify_controller, read_aws_stats, read_error_log, read_smart_batch, AdminTransport,
+    DeviceError,
 };
 use super::cache::{CacheStats, Detection, DeviceType, TypeCache};
 use super::pool::{BufferPool, PoolStats};
@@ -41,9 +42,12 @@ pub enum Discovery {
 pub struct ScraperConfig {
     /// Wall-time budget of one cycle; slower cycles are reported.
     pub budget: Duration,
-    /// Error log entries to read per controller each cycle (0 = do not read the error log).
-    /// Capped at what the controller keeps (Identify ELPE + 1).
+    /// Error log entries to read per controller (0 = do not read the error log). Capped at what
+    /// the controller keeps (Identify ELPE + 1).
     pub error_log_entries: u16,
+    /// Read the error log only on a controller's first cycle and when the SMART log's count of
+    /// error log entries changed since the previous read (otherwise every cycle).
+    pub error_log_on_change: bool,
     /// Read the Amazon statistics page of EBS / instance-store devices.
     pub read_aws_stats: bool,
     /// Number of recent cycle times kept for [`Scraper::latency_summary`].
@@ -55,6 +59,7 @@ impl Default for ScraperConfig {
         ScraperConfig {
             budget: Duration::from_millis(5),
             error_log_entries: 0,
+            error_log_on_change: true,
             read_aws_stats: true,
             keep_latencies: 1024,
         }
@@ -128,6 +133,8 @@ pub struct ControllerReport {
     pub model: String,
     /// Number of namespaces (and multipath paths) seen in sysfs.
     pub namespaces: usize,
+    /// The namespaces themselves (block device, NSID, logical block size).
+    pub namespace_list: Vec<sysfs::Namespace>,
     /// Device type, or why detection failed.
     pub device_type: Result<DeviceType, String>,
     /// True if the type came from the cache.
@@ -136,7 +143,8 @@ pub struct ControllerReport {
     pub smart: Result<SmartLog, DeviceError>,
     /// Amazon statistics (EBS / instance store only, if enabled).
     pub aws: Option<Result<AwsSnapshot, DeviceError>>,
-    /// Non-empty error log entries (if enabled).
+    /// Non-empty error log entries (if enabled and read in this cycle; see
+    /// [`ScraperConfig::error_log_on_change`]).
     pub errors: Option<Result<Vec<ErrorLogEntry>, DeviceError>>,
 }
 
@@ -211,11 +219,21 @@ pub struct Scraper<T: AdminTransport> {
     on_over_budget: Option<BudgetCallback>,
     /// Controllers found by the last full sysfs walk.
     known: Option<Vec<Controller>>,
+    /// Per controller: the SMART error log entry count at the last error log read.
+    err_counts: std::collections::HashMap<String, u128>,
 }
 
 struct Detected {
     device_type: DeviceType,
     error_log_entries: u16,
+}
+
+/// What [`Scraper::detect_cached`] found for one controller.
+struct Detection1 {
+    detected: Result<Detected, String>,
+    cache_hit: bool,
+    /// The Amazon page read during detection (reused for the cycle's statistics).
+    aws_from_detection: Option<AwsSnapshot>,
 }
 
 impl<T: AdminTransport> Scraper<T> {
@@ -233,6 +251,7 @@ impl<T: AdminTransport> Scraper<T> {
             max: Duration::ZERO,
             on_over_budget: None,
             known: None,
+            err_counts: std::collections::HashMap::new(),
         }
     }
 
@@ -323,8 +342,19 @@ impl<T: AdminTransport> Scraper<T> {
         let controllers = self.controllers()?;
         let discovery = start.elapsed();
         let mut reports = Vec::with_capacity(controllers.len());
-        for c in controllers {
-            reports.push(self.scrape_controller(c, start));
+        // Detection (cached) per controller, then the SMART logs of all controllers as one
+        // batch (the transport may overlap the commands), then the rest per controller.
+        let mut detections = Vec::with_capacity(controllers.len());
+        for c in &controllers {
+            detections.push(self.detect_cached(c, start));
+        }
+        let smart = {
+            let names: Vec<&str> = controllers.iter().map(|c| c.name.as_str()).collect();
+            let mut bufs: Vec<_> = names.iter().map(|_| self.pool.lease(512)).collect();
+            read_smart_batch(&mut self.transport, &names, &mut bufs)
+        };
+        for ((c, d), sm) in controllers.into_iter().zip(detections).zip(smart) {
+            reports.push(self.scrape_controller(c, d, sm));
         }
         let elapsed = start.elapsed();
         let budget = self.config.budget;
@@ -390,10 +420,10 @@ impl<T: AdminTransport> Scraper<T> {
         }
     }
 
-    fn scrape_controller(&mut self, c: Controller, now: Instant) -> ControllerReport {
-        let name = c.name;
+    fn detect_cached(&mut self, c: &Controller, now: Instant) -> Detection1 {
+        let name = &c.name;
         let mut aws_from_detection = None;
-        let (detected, cache_hit) = match self.cache.lookup(&name, &c.serial, now) {
+        let (detected, cache_hit) = match self.cache.lookup(name, &c.serial, now) {
             Some(Ok(d)) => (
                 Ok(Detected {
                     device_type: d.device_type,
@@ -408,21 +438,35 @@ impl<T: AdminTransport> Scraper<T> {
                         device_type: d.device_type,
                         error_log_entries: d.error_log_entries,
                     };
-                    self.cache.store_success(&name, &c.serial, d, now);
+                    self.cache.store_success(name, &c.serial, d, now);
                     aws_from_detection = aws;
                     (Ok(out), false)
                 }
                 Err(e) => {
-                    self.cache.store_failure(&name, &c.serial, e.clone(), now);
+                    self.cache.store_failure(name, &c.serial, e.clone(), now);
                     (Err(e), false)
                 }
             },
         };
+        Detection1 {
+            detected,
+            cache_hit,
+            aws_from_detection,
+        }
+    }
 
-        let smart = {
-            let mut buf = self.pool.lease(512);
-            read_smart(&mut self.transport, &name, &mut buf)
-        };
+    fn scrape_controller(
+        &mut self,
+        c: Controller,
+        d: Detection1,
+        smart: Result<SmartLog, DeviceError>,
+    ) -> ControllerReport {
+        let name = c.name;
+        let Detection1 {
+            detected,
+            cache_hit,
+            mut aws_from_detection,
+        } = d;
 
         let aws = match (&detected, self.config.read_aws_stats) {
             (Ok(d), true) => d
@@ -439,12 +483,20 @@ impl<T: AdminTransport> Scraper<T> {
             _ => None,
         };
 
-        let errors = if self.config.error_log_entries > 0 {
+        let smart_err_count = smart.as_ref().ok().map(|s| s.num_err_log_entries);
+        let error_log_due = match (self.config.error_log_on_change, smart_err_count) {
+            (true, Some(n)) => self.err_counts.get(&name) != Some(&n),
+            _ => true,
+        };
+        let errors = if self.config.error_log_entries > 0 && error_log_due {
             let keep = detected.as_ref().map(|d| d.error_log_entries).unwrap_or(1);
             let n = usize::from(self.config.error_log_entries.min(keep).max(1));
             let mut buf = self.pool.lease(n * ERROR_ENTRY_LEN);
             Some(
                 read_error_log(&mut self.transport, &name, n, &mut buf).map(|len| {
+                    if let Some(n) = smart_err_count {
+                        self.err_counts.insert(name.clone(), n);
+                    }
                     ErrorLog::new(&buf[..len])
                         .map(|l| l.non_empty().collect())
                         .unwrap_or_default()
@@ -456,6 +508,7 @@ impl<T: AdminTransport> Scraper<T> {
 
         ControllerReport {
             namespaces: c.namespaces.len(),
+            namespace_list: c.namespaces,
             serial: c.serial,
             model: c.model,
             name,
@@ -689,6 +742,41 @@ mod tests {
             .as_ref()
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn error_log_is_read_only_when_the_smart_count_moves() {
+        let (t, list) = fleet();
+        let cfg = ScraperConfig {
+            error_log_entries: 4,
+            ..ScraperConfig::default()
+        };
+        let mut s = Scraper::new(Discovery::Fixed(list), t, cfg);
+        let reads = |s: &Scraper<FakeTransport>| {
+            s.transport()
+                .count("nvme0", OPC_GET_LOG_PAGE, LID_ERROR_INFO)
+        };
+        let r = s.scrape_cycle().unwrap();
+        assert!(r.controllers[0].errors.is_some(), "first cycle reads");
+        assert_eq!(reads(&s), 1);
+        let r = s.scrape_cycle().unwrap();
+        assert!(r.controllers[0].errors.is_none(), "count unchanged: no read");
+        assert_eq!(reads(&s), 1);
+        // The controller logs an error: the SMART count moves, the next cycle reads the log.
+        let mut smart = SmartLog::decode(&s.transport().controllers["nvme0"].smart).unwrap();
+        smart.num_err_log_entries += 1;
+        smart
+            .encode(&mut s.transport_mut().controllers.get_mut("nvme0").unwrap().smart)
+            .unwrap();
+        let r = s.scrape_cycle().unwrap();
+        assert!(r.controllers[0].errors.is_some());
+        assert_eq!(reads(&s), 2);
+        s.scrape_cycle().unwrap();
+        assert_eq!(reads(&s), 2);
+        // Without the rule, every cycle reads.
+        s.config_mut().error_log_on_change = false;
+        s.scrape_cycle().unwrap();
+        assert_eq!(reads(&s), 3);
     }
 
     #[test]
