@@ -1476,13 +1476,13 @@ impl RemapTarget {
         );
         let _ = write!(
             out,
-            "healed_writes={}\nrecovered_reads={}\nfailed_reads={}\ncommits={}\ncommit_errors={}\nmetadata_seq={}\n",
-            s.healed_writes.load(Relaxed),
-            s.recovered_reads.load(Relaxed),
-            s.failed_reads.load(Relaxed),
-            s.commits.load(Relaxed),
+            "commit_errors={}\ncommits={}\nfailed_reads={}\nhealed_writes={}\nmetadata_seq={}\nrecovered_reads={}\n",
             s.commit_errors.load(Relaxed),
+            s.commits.load(Relaxed),
+            s.failed_reads.load(Relaxed),
+            s.healed_writes.load(Relaxed),
             self.seq.load(Relaxed),
+            s.recovered_reads.load(Relaxed),
         );
     }
 }
