@@ -111,6 +111,7 @@ dmsetup remove r0
 create dust "0 262144 dust $MAIN 0 4096"
 check "addbadblock" dmsetup message dust 0 addbadblock 10
 check "enable dust" dmsetup message dust 0 enable
+check "blank spare" blank $SPARE
 create r1 "0 262144 remap /dev/mapper/dust 0 $SPARE"
 devt=$(dmsetup info -c --noheadings -o major,minor --separator : r1 | tr -d ' ')
 since=$(( $(last_seq) + 1 ))

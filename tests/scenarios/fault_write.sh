@@ -48,8 +48,12 @@ T2="0 $(sectors $SPARE2) remap $SPARE2 0 $SPARE"
 create r1 "$T2"
 check "fault" host_do fault vspare1 write 4104
 random_file /tmp/v 64
-check "write over the failing virtio block" dd if=/tmp/v of=/dev/mapper/r1 bs=512 seek=4096 oflag=direct conv=notrunc status=none
-assert_eq "remapped (virtio)" "$(field r1 1)" 1
+check "32 KiB write over the failing virtio block" dd if=/tmp/v of=/dev/mapper/r1 bs=32K seek=128 count=1 oflag=direct conv=notrunc status=none
+# The failing block is moved; its neighbours in the same bio are written to main again (QEMU may
+# fail a neighbour too when it merged requests, so allow the whole bio).
+n=$(field r1 1)
+[ "$n" -ge 1 ] && [ "$n" -le 8 ] || fail "remapped (virtio): $n; $(msg r1 stats)"
+msg r1 list | grep -q "^4104 513 " || fail "block 513 not remapped: $(msg r1 list)"
 assert_eq "data (virtio)" "$(sha_range /dev/mapper/r1 4096 64)" "$(sha256sum < /tmp/v | cut -d' ' -f1)"
 check "clear faults" host_do clear-faults vspare1
 check "remove" dmsetup remove r1
