@@ -63,8 +63,10 @@ const LIST_DEFAULT_MAX: u64 = 1000;
 const REMAP_MAX_COUNT: u64 = 1 << 20;
 /// Most blocks moved under one hold and made durable by one commit.
 const MOVE_MAX: u64 = 4096;
-/// Copy buffer size for block moves.
-const COPY_CHUNK: usize = 64 * 1024;
+/// Copy buffer size for block moves (and batched metadata writes); `COPY_CHUNK_MIN` when memory
+/// is too fragmented for it.
+const COPY_CHUNK: usize = 256 * 1024;
+const COPY_CHUNK_MIN: usize = 64 * 1024;
 /// Records for pending blocks each metadata copy has room for beyond one per spare slot.
 const EXTRA_RECORDS: u64 = 16 * metadata::RECORDS_PER_BLOCK as u64;
 /// Block-layer status of a failed I/O (`BLK_STS_IOERR`).
@@ -210,7 +212,7 @@ struct Meta {
     repair: bool,
     /// One metadata block.
     mdbuf: KVec<u8>,
-    /// Copy buffer: `max(block size, COPY_CHUNK)` bytes.
+    /// Copy buffer: `max(block size, COPY_CHUNK or COPY_CHUNK_MIN)` bytes.
     buf: KVec<u8>,
     /// Changes of the move in progress: block and previous index value, to undo them when the
     /// commit fails.
@@ -350,7 +352,8 @@ impl Target for RemapTarget {
             disk_seq: 0,
             repair: false,
             mdbuf: kvec_zeroed(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
-            buf: kvec_zeroed((opts.block_size as usize).max(COPY_CHUNK), 0u8, c"Cannot allocate the copy buffer")?,
+            buf: kvec_zeroed((opts.block_size as usize).max(COPY_CHUNK), 0u8, c"Cannot allocate the copy buffer")
+                .or_else(|_| kvec_zeroed((opts.block_size as usize).max(COPY_CHUNK_MIN), 0u8, c"Cannot allocate the copy buffer"))?,
             undo: {
                 let mut u = KVec::new();
                 u.reserve(MOVE_MAX as usize, GFP_KERNEL)
@@ -1133,7 +1136,7 @@ impl RemapTarget {
     fn remap_range(&self, first: u64, len: u64) -> (u64, u64, Result) {
         let mut m = self.ctl.lock();
         self.start_move(first, len);
-        let per_chunk = (COPY_CHUNK / self.block_bytes()).max(1) as u64;
+        let per_chunk = (m.buf.len() / self.block_bytes()).max(1) as u64;
         let mut already = 0;
         let mut res = Ok(());
         let mut b = first;
