@@ -37,5 +37,18 @@ sha256sum /mnt/demo/payload
 umount /mnt/demo
 e2fsck -f -n /dev/mapper/demo >/dev/null && echo "e2fsck: clean" || fail "e2fsck"
 dmsetup status demo
+say "the remaps are on the spare's metadata: remove the device, create it again"
+dmsetup remove demo
+dmremap inspect $SPARE | head -4
+create demo "0 $(( 512 * 2048 )) remap $MAIN 0 $SPARE 1 block_size:4096"
+dmsetup status demo
+dmsetup message demo 0 list
+say "a write error on main is healed on the spare (QEMU blkdebug fails writes to sector 200000)"
+host_do fault nvme0 write 200000 >/dev/null || fail "fault injection"
+dd if=/dev/urandom of=/tmp/blk bs=4096 count=1 status=none
+dd if=/tmp/blk of=/dev/mapper/demo bs=4096 seek=25000 oflag=direct conv=notrunc status=none && echo "write: ok"
+[ "$(sha_range /dev/mapper/demo 200000 8)" = "$(sha256sum < /tmp/blk | cut -d' ' -f1)" ] && echo "read back: identical" || fail "healed data"
+dmsetup status demo
+host_do clear-faults nvme0 >/dev/null
 dmsetup remove demo
 say "demo finished"

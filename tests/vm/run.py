@@ -375,7 +375,7 @@ def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo, c
                 break
             if line.startswith("@@HOST "):
                 vm.host_action(line)
-            if echo and not KERNEL_LINE.match(line) and not line.startswith("@@DMR"):
+            if echo and not KERNEL_LINE.match(line) and not line.startswith(("@@DMR", "@@HOST", "@@ACK")):
                 print(line, flush=True)
             if KERNEL_LINE.match(line) and BAD_KERNEL.search(line):
                 (cur_bad if current else outside_bad).append(line)
