@@ -1025,9 +1025,13 @@ impl RemapTarget {
         }
         let res = self.commit(m);
         let mut undo = core::mem::take(&mut m.undo);
-        for &(block, old) in undo.iter().rev() {
+        // Undo newest first; raise the events of a durable change in the order of the changes.
+        let failed = res.is_err();
+        let order: &mut dyn Iterator<Item = &(u64, Option<u64>)> =
+            if failed { &mut undo.iter().rev() } else { &mut undo.iter() };
+        for &(block, old) in order {
             let new = self.index.get(block);
-            if res.is_err() {
+            if failed {
                 match old {
                     Some(v) => {
                         let _ = self.index.store(block, v);
