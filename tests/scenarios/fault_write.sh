@@ -48,7 +48,7 @@ T2="0 $(sectors $SPARE2) remap $SPARE2 0 $SPARE"
 create r1 "$T2"
 check "fault" host_do fault vspare1 write 4104
 random_file /tmp/v 64
-check "32 KiB write over the failing virtio block" dd if=/tmp/v of=/dev/mapper/r1 bs=32K seek=128 count=1 oflag=direct conv=notrunc status=none
+check "32 KiB write over the failing virtio block" dd if=/tmp/v of=/dev/mapper/r1 bs=32K seek=64 count=1 oflag=direct conv=notrunc status=none
 # The failing block is moved; its neighbours in the same bio are written to main again (QEMU may
 # fail a neighbour too when it merged requests, so allow the whole bio).
 n=$(field r1 1)
