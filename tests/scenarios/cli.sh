@@ -287,6 +287,9 @@ dmsetup info r0 >/dev/null 2>&1 && fail "r0 still exists"
 seg=16384
 printf '0 %s remap %s 0 %s\n%s %s remap %s 65536 %s 1 block_size:65536\n' \
 	$seg "$MAIN" "$SPARE" $seg $seg "$MAIN" "$SPARE2" > /tmp/t2
+# A new device: spares without the remaps r0 left on them.
+check "blank spare" blank "$SPARE"
+check "blank spare 2" blank "$SPARE2"
 check "create ms" dmsetup create ms /tmp/t2
 check "remap in segment 1" $D remap ms 8 --count 3
 check "remap in segment 2" $D remap ms $((seg + 200)) --count 2

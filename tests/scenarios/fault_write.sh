@@ -65,11 +65,13 @@ check "blank tiny spare" blank /dev/mapper/tiny
 create r2 "0 $(sectors $MAIN) remap $MAIN 0 /dev/mapper/tiny"
 total=$(field r2 3 | cut -d/ -f2)
 [ "$total" -gt 0 ] && [ "$total" -lt 600 ] || fail "tiny spare slots: $total"
-expect_fail "remap more blocks than slots" msg r2 remap 0 $((total + 8))
+out=$(msg r2 remap 0 $((total + 8))) || fail "remap more blocks than slots"
+assert_eq "remap more blocks than slots" "$out" "remapped $total blocks, 0 already remapped, then failed: error -28"
+expect_fail "remap with the spare full" msg r2 remap $(( (total + 8) * 8 ))
 assert_eq "all slots used" "$(field r2 3)" "$total/$total"
 assert_eq "state" "$(field r2 7)" spare_exhausted
 check "fault" host_do fault nvme0 write 200000
-expect_fail "write to a failing block with no free slot" dd if=/tmp/one of=/dev/mapper/r2 bs=512 seek=200000 oflag=direct conv=notrunc status=none
+expect_fail "write to a failing block with no free slot" dd if=/tmp/one of=/dev/mapper/r2 bs=512 seek=200000 oflag=direct conv=notrunc,fsync status=none
 dmremap events --json | grep -q '"spare_exhausted"' || fail "no spare_exhausted event: $(dmremap events --json | tail -3)"
 check "clear faults" host_do clear-faults nvme0
 check "remove" dmsetup remove r2
