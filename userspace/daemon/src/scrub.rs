@@ -724,6 +724,11 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
 
+    /// A scrub without a pending marker, stop request or event observer.
+    fn scrub_plain(r: &mut dyn BlockReader, device: &str, o: &ScrubOptions, pool: &BufferPool) -> io::Result<ScrubReport> {
+        scrub(r, device, o, None, pool, &StopToken::new(), &mut |_| {})
+    }
+
     /// Wraps a FileReader and fails reads overlapping chosen byte ranges; a range can heal after
     /// a number of failures (to exercise retries).
     struct Faulty {
@@ -817,15 +822,7 @@ mod tests {
         );
         // The same pool buffer serves a second pass.
         let mut r = FileReader::open(&p, false).unwrap();
-        scrub(
-            &mut r,
-            "disk",
-            &opts(65536, 4096),
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        scrub_plain(&mut r, "disk", &opts(65536, 4096), &pool)
         .unwrap();
         assert_eq!(pool.allocations.load(Ordering::Relaxed), 1);
         assert_eq!(r.mode(), "buffered");
@@ -837,15 +834,7 @@ mod tests {
         let p = file(dir.path(), 10_000); // not a multiple of 512
         let mut r = FileReader::open(&p, true).unwrap();
         let pool = BufferPool::new(8192, 4096, 1);
-        let rep = scrub(
-            &mut r,
-            "odd",
-            &opts(8192, 4096),
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        let rep = scrub_plain(&mut r, "odd", &opts(8192, 4096), &pool)
         .unwrap();
         assert!(rep.complete);
         assert_eq!(rep.bytes_read, 10_000);
@@ -935,15 +924,7 @@ mod tests {
             reads: 0,
         };
         let pool = BufferPool::new(65536, 4096, 1);
-        let e = scrub(
-            &mut r,
-            "gone",
-            &opts(65536, 4096),
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        let e = scrub_plain(&mut r, "gone", &opts(65536, 4096), &pool)
         .unwrap_err();
         assert!(e.to_string().contains("gone"), "{e}");
     }
@@ -984,15 +965,7 @@ mod tests {
 
         // Resume: reads only the rest.
         let mut r = FileReader::open(&p, true).unwrap();
-        let rep = scrub(
-            &mut r,
-            "disk",
-            &o,
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        let rep = scrub_plain(&mut r, "disk", &o, &pool)
         .unwrap();
         assert!(rep.resumed && rep.complete);
         assert_eq!(rep.start_offset, 5 * 65536);
@@ -1001,15 +974,7 @@ mod tests {
 
         // A complete checkpoint starts a new pass from 0.
         let mut r = FileReader::open(&p, true).unwrap();
-        let rep = scrub(
-            &mut r,
-            "disk",
-            &o,
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        let rep = scrub_plain(&mut r, "disk", &o, &pool)
         .unwrap();
         assert!(!rep.resumed);
         assert_eq!(rep.bytes_read, 16 * 65536);
@@ -1029,30 +994,14 @@ mod tests {
         )
         .unwrap();
         let mut r = FileReader::open(&p, true).unwrap();
-        let rep = scrub(
-            &mut r,
-            "disk",
-            &o,
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        let rep = scrub_plain(&mut r, "disk", &o, &pool)
         .unwrap();
         assert_eq!(rep.start_offset, 0);
 
         // A corrupt checkpoint is an error naming the file.
         std::fs::write(&ck, "{not json").unwrap();
         let mut r = FileReader::open(&p, true).unwrap();
-        let e = scrub(
-            &mut r,
-            "disk",
-            &o,
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        let e = scrub_plain(&mut r, "disk", &o, &pool)
         .unwrap_err();
         assert!(e.to_string().contains("ck.json"), "{e}");
     }
@@ -1066,15 +1015,7 @@ mod tests {
         let mut o = opts(65536, 4096);
         o.rate = Some(4 << 20); // 1 MiB at 4 MiB/s: 250 ms
         let t = Instant::now();
-        let rep = scrub(
-            &mut r,
-            "disk",
-            &o,
-            None,
-            &pool,
-            &StopToken::new(),
-            &mut |_| {},
-        )
+        let rep = scrub_plain(&mut r, "disk", &o, &pool)
         .unwrap();
         let el = t.elapsed();
         assert!(el >= Duration::from_millis(240), "{el:?}");
