@@ -35,6 +35,19 @@ impl Ring {
     fn oldest(&self) -> u64 {
         self.next.saturating_sub(RING as u64).max(1)
     }
+
+    /// Hand the held events from `seq` on to `push` in order until it returns `false` (full);
+    /// returns the sequence number of the first event not handed over.
+    fn copy_from(&self, mut seq: u64, mut push: impl FnMut(uapi::dmr_event) -> bool) -> u64 {
+        while seq < self.next {
+            let idx = ((seq - 1) % RING as u64) as usize;
+            match self.events.get(idx) {
+                Some(e) if push(*e) => seq += 1,
+                _ => break,
+            }
+        }
+        seq
+    }
 }
 
 global_lock! {
@@ -71,20 +84,8 @@ pub(crate) fn read(since: u64, out: &mut KVec<uapi::dmr_event>) -> (u64, u64, u6
     let max = out.capacity();
     let r = EVENTS.lock();
     let oldest = r.oldest();
-    let mut seq = since.max(oldest);
-    while seq < r.next && out.len() < max {
-        let idx = ((seq - 1) % RING as u64) as usize;
-        match r.events.get(idx) {
-            // Capacity was reserved by the caller: this push does not allocate.
-            Some(e) => {
-                if out.push_within_capacity(*e).is_err() {
-                    break;
-                }
-            }
-            None => break,
-        }
-        seq += 1;
-    }
+    // Capacity was reserved by the caller: these pushes do not allocate.
+    let seq = r.copy_from(since.max(oldest), |e| out.len() < max && out.push_within_capacity(e).is_ok());
     (seq, oldest, r.lost)
 }
 
@@ -121,18 +122,7 @@ pub(crate) fn read_from(cursor: u64, out: &mut KVVec<uapi::dmr_event>) {
         }
         seq = oldest;
     }
-    while seq < r.next && out.len() < max {
-        let idx = ((seq - 1) % RING as u64) as usize;
-        match r.events.get(idx) {
-            Some(e) => {
-                if out.push_within_capacity(*e).is_err() {
-                    break;
-                }
-            }
-            None => break,
-        }
-        seq += 1;
-    }
+    r.copy_from(seq, |e| out.len() < max && out.push_within_capacity(e).is_ok());
 }
 
 /// A reader's cursor after it has read `e`.
