@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use clap::Args;
-use dmremap_lib::dm::Dm;
+use dmremap_lib::dm::{Dm, Stats};
 
 use crate::error::CliError;
 
@@ -34,20 +34,18 @@ struct Case {
     secs: f64,
 }
 
-fn stat(dm: &Dm, name: &str, key: &str) -> Result<u64, CliError> {
-    let text = dm
-        .message(name, 0, "stats")
-        .map_err(|e| CliError::failed(format!("{name}: stats: {e}")))?
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| CliError::failed(format!("{name}: stats has no {key}")))
+/// The segment's `stats`, parsed by the library.
+fn stats(dm: &Dm, name: &str) -> Result<Stats, CliError> {
+    dm.stats(name, 0).map_err(|e| CliError::failed(format!("{name}: stats: {e}")))
+}
+
+/// Commits so far (a counter the library keeps among the other keys).
+fn commits(name: &str, s: &Stats) -> Result<u64, CliError> {
+    s.other.get("commits").copied().ok_or_else(|| CliError::failed(format!("{name}: stats has no commits")))
 }
 
 fn run_case(dm: &Dm, a: &StormArgs, name: &'static str, batch: u64, first_sector: u64, block_sectors: u64) -> Result<Case, CliError> {
-    let commits0 = stat(dm, &a.name, "commits")?;
-    let remapped0 = stat(dm, &a.name, "remap_ops")?;
+    let before = stats(dm, &a.name)?;
     let t0 = Instant::now();
     let mut done = 0;
     while done < a.remaps {
@@ -58,14 +56,15 @@ fn run_case(dm: &Dm, a: &StormArgs, name: &'static str, batch: u64, first_sector
         done += n;
     }
     let secs = t0.elapsed().as_secs_f64();
-    let remaps = stat(dm, &a.name, "remap_ops")? - remapped0;
+    let after = stats(dm, &a.name)?;
+    let remaps = after.remap_ops - before.remap_ops;
     if remaps != a.remaps {
         return Err(CliError::failed(format!(
             "{}: {remaps} blocks were moved, expected {} (were some already remapped?)",
             a.name, a.remaps
         )));
     }
-    Ok(Case { name, batch, remaps, commits: stat(dm, &a.name, "commits")? - commits0, secs })
+    Ok(Case { name, batch, remaps, commits: commits(&a.name, &after)? - commits(&a.name, &before)?, secs })
 }
 
 pub fn run(a: &StormArgs, json: bool) -> Result<(), CliError> {
@@ -73,7 +72,7 @@ pub fn run(a: &StormArgs, json: bool) -> Result<(), CliError> {
         return Err(CliError::usage("--remaps and --batch must be at least 1"));
     }
     let dm = Dm::open().map_err(|e| CliError::failed(e.to_string()))?;
-    let block_size = stat(&dm, &a.name, "block_size")?;
+    let block_size = stats(&dm, &a.name)?.block_size;
     let bs = block_size / 512;
     let cases = [
         run_case(&dm, a, "group_commit", a.batch, a.start, bs)?,
