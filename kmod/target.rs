@@ -838,15 +838,20 @@ impl RemapTarget {
 
     // ---- metadata ---------------------------------------------------------------------------
 
-    /// Load the index from the spare (format a blank spare when `may_format`).
-    fn load(&self, m: &mut Meta, may_format: bool) -> core::result::Result<(), CtrError> {
-        // Start from nothing (a reload replaces everything).
+    /// Empty the index and free every slot (before loading, or after a failed load).
+    fn forget_all(&self) {
         while let Some((b, _)) = self.index.first_in(0, u64::MAX >> 2) {
             self.index.remove(b);
         }
         self.entries.store(0, SeqCst);
         self.pending.store(0, SeqCst);
         self.slots.lock().clear();
+    }
+
+    /// Load the index from the spare (format a blank spare when `may_format`).
+    fn load(&self, m: &mut Meta, may_format: bool) -> core::result::Result<(), CtrError> {
+        // Start from nothing (a reload replaces everything).
+        self.forget_all();
 
         let mut name = [0u8; 64];
         let id = self.main.disk_name(&mut name);
@@ -916,12 +921,7 @@ impl RemapTarget {
             }
             Err(e) => {
                 // Leave nothing half-loaded behind.
-                while let Some((b, _)) = self.index.first_in(0, u64::MAX >> 2) {
-                    self.index.remove(b);
-                }
-                self.entries.store(0, SeqCst);
-                self.pending.store(0, SeqCst);
-                self.slots.lock().clear();
+                self.forget_all();
                 Err(load_err(&e))
             }
         }
