@@ -597,13 +597,15 @@ impl Bio {
         unsafe { &mut *raw::dm_per_bio_data(self.as_raw(), size_of::<BioData>()).cast::<BioData>() }
     }
 
-    /// Remember where the bio's data is, so that [`Bio::copy_out`] and [`Bio::copy_in`] still
-    /// reach it after the bio completed (completion consumes the bio's iterator).
-    pub(crate) fn save_data(&mut self) {
+    /// Set the per-bio tag and remember where the bio's data is, so that [`Bio::copy_out`] and
+    /// [`Bio::copy_in`] still reach it after the bio completed (completion consumes the bio's
+    /// iterator). Call it once the bio has its final size (after [`Bio::accept_partial`]).
+    pub(crate) fn save_data(&mut self, tag: u64) {
         let raw = self.as_raw();
-        let saved = &mut self.data().saved;
-        // SAFETY: the bio is valid; `saved` is the bio's own per-bio data.
-        unsafe { raw::dmr_bio_save_iter(raw, saved) }
+        let d = self.data();
+        d.tag = tag;
+        // SAFETY: the bio is valid; `d.saved` is the bio's own per-bio data.
+        unsafe { raw::dmr_bio_save_iter(raw, &mut d.saved) }
     }
 
     /// Copy `buf.len()` bytes of the bio's data (as saved by [`Bio::save_data`]) from byte

@@ -421,16 +421,18 @@ impl Target for RemapTarget {
             return MapResult::Remapped;
         }
         let dev_sector = bio.sector();
-        bio.data().sector = dev_sector;
-        bio.data().flags = 0;
+        {
+            let d = bio.data();
+            d.sector = dev_sector;
+            d.flags = 0;
+        }
         let rel = dev_sector - ti.begin();
         let write = bio.is_write();
         // Writes are always counted: a block move must wait for writes to main in flight.
         let mut tag = if write { self.gate.enter() } else { 0 };
         let moving = self.gate.moving.load(SeqCst);
         if moving == 0 && self.entries.load(SeqCst) == 0 {
-            bio.data().tag = tag;
-            bio.save_data();
+            bio.save_data(tag);
             bio.set_dev(&self.main);
             bio.set_sector(self.main_offset + rel);
             return MapResult::Remapped;
@@ -458,8 +460,7 @@ impl Target for RemapTarget {
                     piece.sectors = (block_end.min(end) - start) as u32;
                     bio.accept_partial(piece.sectors);
                     self.gate.leave(tag);
-                    bio.data().tag = 0;
-                    bio.save_data();
+                    bio.save_data(0);
                     let mut held = self.gate.held.lock();
                     if self.gate.moving.load(SeqCst) == moving {
                         held.push(bio);
@@ -477,15 +478,14 @@ impl Target for RemapTarget {
             bio.accept_partial(piece.sectors);
             self.stats.split_bios.fetch_add(1, Relaxed);
         }
-        bio.save_data();
         if piece.dest == Dest::MainPending && bio.is_data_write() {
             // A write heals a pending block: the worker gives it a fresh slot.
             self.gate.leave(tag);
-            bio.data().tag = 0;
+            bio.save_data(0);
             self.defer(bio);
             return MapResult::Submitted;
         }
-        bio.data().tag = tag;
+        bio.save_data(tag);
         self.route(bio, rel, piece.dest);
         MapResult::Remapped
     }
