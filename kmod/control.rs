@@ -3,8 +3,8 @@
 //! The control device `/dev/dm-remap`: ioctls of `include/dm_remap.h`.
 
 use kernel::fs::{File, Kiocb};
-use kernel::iov::IovIterDest;
 use kernel::ioctl::{_IOC_NR, _IOC_SIZE, _IOC_TYPE, _IOWR};
+use kernel::iov::IovIterDest;
 use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -15,7 +15,8 @@ use kernel::uaccess::UserSlice;
 
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
-    capable_sys_admin, cond_resched, event_published, event_wait, kiocb_nonblock, uapi, PollDevice, RcuIndex,
+    capable_sys_admin, cond_resched, event_published, event_wait, kiocb_nonblock, uapi, PollDevice,
+    RcuIndex,
 };
 use crate::events;
 use crate::remap::Entry;
@@ -56,7 +57,10 @@ impl MiscDevice for Control {
             return Err(EPERM);
         }
         let (oldest, _) = events::bounds();
-        KBox::try_pin_init(try_pin_init!(Control { cursor <- new_mutex!(oldest) }), GFP_KERNEL)
+        KBox::try_pin_init(
+            try_pin_init!(Control { cursor <- new_mutex!(oldest) }),
+            GFP_KERNEL,
+        )
     }
 
     /// Whole event records from this file's cursor: see "Reading events" in the ABI header.
@@ -111,7 +115,10 @@ impl MiscDevice for Control {
             IOC_VERSION => {
                 let (mut r, mut w) = UserSlice::new(ptr, _IOC_SIZE(cmd)).reader_writer();
                 let v: uapi::dmr_version = r.read()?;
-                if v.size as usize != core::mem::size_of::<uapi::dmr_version>() || v.flags != 0 || v.reserved != [0; 4] {
+                if v.size as usize != core::mem::size_of::<uapi::dmr_version>()
+                    || v.flags != 0
+                    || v.reserved != [0; 4]
+                {
                     return Err(EINVAL);
                 }
                 let out = uapi::dmr_version {
@@ -230,7 +237,10 @@ impl Rng {
 }
 
 fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
-    if b.size as usize != core::mem::size_of::<uapi::dmr_bench>() || b.flags != 0 || b.reserved != [0; 4] {
+    if b.size as usize != core::mem::size_of::<uapi::dmr_bench>()
+        || b.flags != 0
+        || b.reserved != [0; 4]
+    {
         return Err(EINVAL);
     }
     let batch = if b.batch == 0 { 16 } else { u64::from(b.batch) };
@@ -253,7 +263,9 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
     match b.op {
         uapi::BENCH_NOOP => {
             let mut x = 0u64;
-            time_batches(&mut samples, nsamples, batch, || x = core::hint::black_box(x + 1))?;
+            time_batches(&mut samples, nsamples, batch, || {
+                x = core::hint::black_box(x + 1)
+            })?;
         }
         uapi::BENCH_ALLOC => {
             let nslots = entries + 1024;
@@ -303,7 +315,12 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
     }
     let total = t0.elapsed().as_nanos().max(0) as u64;
     samples.sort_unstable();
-    let pct = |p: usize| samples.get((samples.len().saturating_sub(1)) * p / 100).copied().unwrap_or(0);
+    let pct = |p: usize| {
+        samples
+            .get((samples.len().saturating_sub(1)) * p / 100)
+            .copied()
+            .unwrap_or(0)
+    };
     Ok(uapi::dmr_bench {
         size: b.size,
         op: b.op,
@@ -322,7 +339,12 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
 }
 
 /// Run `op` in `nsamples` batches of `batch`, pushing each batch's mean time per operation (ns).
-fn time_batches(samples: &mut KVec<u64>, nsamples: usize, batch: u64, mut op: impl FnMut()) -> Result {
+fn time_batches(
+    samples: &mut KVec<u64>,
+    nsamples: usize,
+    batch: u64,
+    mut op: impl FnMut(),
+) -> Result {
     for i in 0..nsamples {
         let t = Instant::<Monotonic>::now();
         for _ in 0..batch {

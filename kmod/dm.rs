@@ -29,7 +29,9 @@ use kernel::types::Opaque;
     clippy::undocumented_unsafe_blocks
 )]
 mod raw {
-    use kernel::bindings::{dma_data_direction, fwctl_rpc_scope, hrtimer_restart, irqreturn, lru_status};
+    use kernel::bindings::{
+        dma_data_direction, fwctl_rpc_scope, hrtimer_restart, irqreturn, lru_status,
+    };
     use kernel::ffi;
     use pin_init::{MaybeZeroable, Zeroable};
 
@@ -45,17 +47,20 @@ mod raw {
 /// itself at build time.
 pub(crate) mod uapi {
     pub(crate) use super::raw::{
-        dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
-        dmr_event_type_DMR_EV_META_ERROR as EV_META_ERROR, dmr_event_type_DMR_EV_PENDING as EV_PENDING,
-        dmr_event_type_DMR_EV_REMAP as EV_REMAP, dmr_event_type_DMR_EV_SPARE_EXHAUSTED as EV_SPARE_EXHAUSTED,
-        dmr_event_type_DMR_EV_SPARE_LOW as EV_SPARE_LOW, dmr_event_type_DMR_EV_UNREMAP as EV_UNREMAP,
-        dmr_event_type_DMR_EV_OVERFLOW as EV_OVERFLOW, dmr_events, dmr_events_seek,
-        dmr_seek_whence_DMR_SEEK_NOW as SEEK_NOW, dmr_seek_whence_DMR_SEEK_OLDEST as SEEK_OLDEST,
-        dmr_seek_whence_DMR_SEEK_SEQ as SEEK_SEQ, DMR_EVENT_RING, DMR_EVF_SPARE, DMR_EVF_WRITE,
         dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
-        dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT, dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP,
-        dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP, dmr_version, DMR_ABI_VERSION,
-        DMR_BENCH_MAX_ENTRIES, DMR_BENCH_MAX_ITERATIONS, DMR_IOCTL_MAGIC,
+        dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT,
+        dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP, dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP,
+        dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
+        dmr_event_type_DMR_EV_META_ERROR as EV_META_ERROR,
+        dmr_event_type_DMR_EV_OVERFLOW as EV_OVERFLOW, dmr_event_type_DMR_EV_PENDING as EV_PENDING,
+        dmr_event_type_DMR_EV_REMAP as EV_REMAP,
+        dmr_event_type_DMR_EV_SPARE_EXHAUSTED as EV_SPARE_EXHAUSTED,
+        dmr_event_type_DMR_EV_SPARE_LOW as EV_SPARE_LOW,
+        dmr_event_type_DMR_EV_UNREMAP as EV_UNREMAP, dmr_events, dmr_events_seek,
+        dmr_seek_whence_DMR_SEEK_NOW as SEEK_NOW, dmr_seek_whence_DMR_SEEK_OLDEST as SEEK_OLDEST,
+        dmr_seek_whence_DMR_SEEK_SEQ as SEEK_SEQ, dmr_version, DMR_ABI_VERSION,
+        DMR_BENCH_MAX_ENTRIES, DMR_BENCH_MAX_ITERATIONS, DMR_EVENT_RING, DMR_EVF_SPARE,
+        DMR_EVF_WRITE, DMR_IOCTL_MAGIC,
     };
 
     // SAFETY: plain `repr(C)` structs of integers without padding: any bytes are a valid value.
@@ -168,7 +173,12 @@ impl<'a> Args<'a> {
     ///
     /// `argv` must point to `argc` valid NUL-terminated strings that outlive `'a`.
     unsafe fn new(argc: c_uint, argv: *mut *mut c_char) -> Self {
-        Args { argv, argc: argc as usize, pos: 0, _p: PhantomData }
+        Args {
+            argv,
+            argc: argc as usize,
+            pos: 0,
+            _p: PhantomData,
+        }
     }
 
     /// Number of arguments not yet taken.
@@ -273,7 +283,9 @@ impl DmDev {
             };
         // SAFETY: as for `read`; a write only reads the buffer, so the `*mut` made from a shared
         // reference is never written through.
-        let ret = unsafe { raw::dmr_dev_rw(self.dev, sector, buf.as_ptr().cast_mut().cast(), len, flags) };
+        let ret = unsafe {
+            raw::dmr_dev_rw(self.dev, sector, buf.as_ptr().cast_mut().cast(), len, flags)
+        };
         if ret != 0 {
             return Err(Error::from_errno(ret));
         }
@@ -453,7 +465,11 @@ impl<'a> Emitter<'a> {
         if let Some(b) = buf.first_mut() {
             *b = 0;
         }
-        Emitter { buf, len: 0, overflow: false }
+        Emitter {
+            buf,
+            len: 0,
+            overflow: false,
+        }
     }
 }
 
@@ -692,7 +708,10 @@ unsafe impl Send for BioList {}
 impl BioList {
     /// An empty list.
     pub(crate) fn new() -> Self {
-        BioList(raw::bio_list { head: ptr::null_mut(), tail: ptr::null_mut() })
+        BioList(raw::bio_list {
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+        })
     }
 
     /// Hold `bio`; `map` must then return [`MapResult::Submitted`], `end_io`
@@ -890,7 +909,10 @@ unsafe extern "C" fn ctr_cb<T: Target>(
     // SAFETY: device-mapper passes `argc` valid strings that live during the constructor.
     let args = unsafe { Args::new(argc, argv) };
     let res = T::new(&mut ctx, args).and_then(|t| {
-        KBox::new(t, GFP_KERNEL).map_err(|_| CtrError { msg: c"Cannot allocate target context", err: ENOMEM })
+        KBox::new(t, GFP_KERNEL).map_err(|_| CtrError {
+            msg: c"Cannot allocate target context",
+            err: ENOMEM,
+        })
     });
     match res {
         Ok(b) => {
@@ -915,7 +937,13 @@ unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut raw::dm_target) {
 
 unsafe extern "C" fn map_cb<T: Target>(ti: *mut raw::dm_target, bio: *mut raw::bio) -> c_int {
     // SAFETY: `ti` is a constructed `T` target and `bio` a valid bio handed to it.
-    let (t, tref, bio) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Bio::from_raw(bio)) };
+    let (t, tref, bio) = unsafe {
+        (
+            private::<T>(ti),
+            TargetRef::from_raw(ti),
+            Bio::from_raw(bio),
+        )
+    };
     (match t.map(tref, bio) {
         MapResult::Remapped => raw::DM_MAPIO_REMAPPED,
         MapResult::Submitted => raw::DM_MAPIO_SUBMITTED,
@@ -928,8 +956,14 @@ unsafe extern "C" fn end_io_cb<T: Target>(
     error: *mut raw::blk_status_t,
 ) -> c_int {
     // SAFETY: `ti` is a constructed `T` target, `bio` its completed bio, `error` a valid pointer.
-    let (t, tref, bio, err) =
-        unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Bio::from_raw(bio), *error) };
+    let (t, tref, bio, err) = unsafe {
+        (
+            private::<T>(ti),
+            TargetRef::from_raw(ti),
+            Bio::from_raw(bio),
+            *error,
+        )
+    };
     (match t.end_io(tref, bio, err) {
         EndIo::Done => raw::DM_ENDIO_DONE,
         EndIo::Incomplete => raw::DM_ENDIO_INCOMPLETE,
@@ -971,7 +1005,13 @@ unsafe extern "C" fn status_cb<T: Target>(
         _ => StatusType::Ima,
     };
     // SAFETY: `ti` is a constructed `T` target; `result` is writable for `maxlen` bytes.
-    let (t, tref, mut out) = unsafe { (private::<T>(ti), TargetRef::from_raw(ti), Emitter::new(result, maxlen)) };
+    let (t, tref, mut out) = unsafe {
+        (
+            private::<T>(ti),
+            TargetRef::from_raw(ti),
+            Emitter::new(result, maxlen),
+        )
+    };
     t.status(tref, ty, &mut out);
 }
 
@@ -985,7 +1025,12 @@ unsafe extern "C" fn message_cb<T: Target>(
     // SAFETY: `ti` is a constructed `T` target; `argv` holds `argc` valid strings and `result` is
     // writable for `maxlen` bytes, both during this call.
     let (t, tref, args, mut out) = unsafe {
-        (private::<T>(ti), TargetRef::from_raw(ti), Args::new(argc, argv), Emitter::new(result, maxlen))
+        (
+            private::<T>(ti),
+            TargetRef::from_raw(ti),
+            Args::new(argc, argv),
+            Emitter::new(result, maxlen),
+        )
     };
     match t.message(tref, args, &mut out) {
         // 1 tells device-mapper that `result` holds data for userspace (DM_DATA_OUT); a cut
@@ -1007,10 +1052,18 @@ unsafe extern "C" fn iterate_devices_cb<T: Target>(
     t.iterate_devices(tref, &mut callout)
 }
 
-unsafe extern "C" fn io_hints_cb<T: Target>(ti: *mut raw::dm_target, limits: *mut raw::queue_limits) {
+unsafe extern "C" fn io_hints_cb<T: Target>(
+    ti: *mut raw::dm_target,
+    limits: *mut raw::queue_limits,
+) {
     // SAFETY: `ti` is a constructed `T` target; `limits` is valid and exclusively ours here.
-    let (t, tref, limits) =
-        unsafe { (private::<T>(ti), TargetRef::from_raw(ti), &mut *limits.cast::<QueueLimits>()) };
+    let (t, tref, limits) = unsafe {
+        (
+            private::<T>(ti),
+            TargetRef::from_raw(ti),
+            &mut *limits.cast::<QueueLimits>(),
+        )
+    };
     t.io_hints(tref, limits);
 }
 
@@ -1027,7 +1080,11 @@ unsafe impl<T: Target> Sync for Registration<T> {}
 
 impl<T: Target> Registration<T> {
     /// Register target type `name` (version `version`) owned by `module`.
-    pub(crate) fn register(name: &'static CStr, version: [u32; 3], module: &'static ThisModule) -> Result<Self> {
+    pub(crate) fn register(
+        name: &'static CStr,
+        version: [u32; 3],
+        module: &'static ThisModule,
+    ) -> Result<Self> {
         let tt = KBox::pin(Opaque::<raw::target_type>::uninit(), GFP_KERNEL)?;
         let p = tt.get();
         // SAFETY: `p` points to memory we own; it is fully initialised (zeroed, then the fields we
@@ -1053,7 +1110,10 @@ impl<T: Target> Registration<T> {
         if ret < 0 {
             return Err(Error::from_errno(ret));
         }
-        Ok(Registration { tt, _t: PhantomData })
+        Ok(Registration {
+            tt,
+            _t: PhantomData,
+        })
     }
 }
 
@@ -1149,7 +1209,11 @@ impl<T: PollDevice> PollMiscRegistration<T> {
             )
         };
         if m.is_null() {
-            return Err(if err != 0 { Error::from_errno(err) } else { ENOMEM });
+            return Err(if err != 0 {
+                Error::from_errno(err)
+            } else {
+                ENOMEM
+            });
         }
         Ok(PollMiscRegistration { m, _t: PhantomData })
     }

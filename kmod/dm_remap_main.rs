@@ -48,7 +48,12 @@ impl kernel::InPlaceModule for DmRemapModule {
         try_pin_init!(Self {
             _target: {
                 let reg = dm::Registration::register(c"remap", target::VERSION, module)?;
-                pr_info!("target remap {}.{}.{} registered\n", target::VERSION[0], target::VERSION[1], target::VERSION[2]);
+                pr_info!(
+                    "target remap {}.{}.{} registered\n",
+                    target::VERSION[0],
+                    target::VERSION[1],
+                    target::VERSION[2]
+                );
                 reg
             },
             _control: dm::PollMiscRegistration::register(c"dm-remap")?,

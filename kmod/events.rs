@@ -17,8 +17,16 @@ use crate::dm::{event_publish, ktime_ns, uapi};
 
 const RING: usize = uapi::DMR_EVENT_RING as usize;
 
-const EMPTY: uapi::dmr_event =
-    uapi::dmr_event { seq: 0, time_ns: 0, type_: 0, dev: 0, sector: 0, arg: 0, flags: 0, reserved: 0 };
+const EMPTY: uapi::dmr_event = uapi::dmr_event {
+    seq: 0,
+    time_ns: 0,
+    type_: 0,
+    dev: 0,
+    sector: 0,
+    arg: 0,
+    flags: 0,
+    reserved: 0,
+};
 
 pub(crate) struct Ring {
     events: [uapi::dmr_event; RING],
@@ -29,7 +37,11 @@ pub(crate) struct Ring {
 
 impl Ring {
     const fn new() -> Self {
-        Ring { events: [EMPTY; RING], next: 1, lost: 0 }
+        Ring {
+            events: [EMPTY; RING],
+            next: 1,
+            lost: 0,
+        }
     }
 
     fn oldest(&self) -> u64 {
@@ -72,7 +84,16 @@ pub(crate) fn raise(ty: u32, dev: u32, sector: u64, arg: u64, flags: u32) {
         r.lost += 1;
     }
     if let Some(slot) = r.events.get_mut(idx) {
-        *slot = uapi::dmr_event { seq, time_ns, type_: ty, dev, sector, arg, flags, reserved: 0 };
+        *slot = uapi::dmr_event {
+            seq,
+            time_ns,
+            type_: ty,
+            dev,
+            sector,
+            arg,
+            flags,
+            reserved: 0,
+        };
     }
     // Under the lock, so the published value only grows.
     event_publish(r.next);
@@ -85,7 +106,9 @@ pub(crate) fn read(since: u64, out: &mut KVec<uapi::dmr_event>) -> (u64, u64, u6
     let r = EVENTS.lock();
     let oldest = r.oldest();
     // Capacity was reserved by the caller: these pushes do not allocate.
-    let seq = r.copy_from(since.max(oldest), |e| out.len() < max && out.push_within_capacity(e).is_ok());
+    let seq = r.copy_from(since.max(oldest), |e| {
+        out.len() < max && out.push_within_capacity(e).is_ok()
+    });
     (seq, oldest, r.lost)
 }
 
@@ -122,7 +145,9 @@ pub(crate) fn read_from(cursor: u64, out: &mut KVVec<uapi::dmr_event>) {
         }
         seq = oldest;
     }
-    r.copy_from(seq, |e| out.len() < max && out.push_within_capacity(e).is_ok());
+    r.copy_from(seq, |e| {
+        out.len() < max && out.push_within_capacity(e).is_ok()
+    });
 }
 
 /// A reader's cursor after it has read `e`.

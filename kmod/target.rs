@@ -36,11 +36,14 @@ use kernel::sync::{Mutex, SpinLock, SpinLockIrq};
 
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
-    self, uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, EndIo, HeldBio, MapResult,
-    QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target, TargetRef, Worker, WriteMode,
+    self, uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, EndIo,
+    HeldBio, MapResult, QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target,
+    TargetRef, Worker, WriteMode,
 };
 use crate::events;
-use crate::metadata::{self, CopyId, Expect, Field, Geometry, LoadError, MainDevice, SetInfo, MD_BLOCK_SIZE};
+use crate::metadata::{
+    self, CopyId, Expect, Field, Geometry, LoadError, MainDevice, SetInfo, MD_BLOCK_SIZE,
+};
 use crate::remap::{self, Dest, Entry, Lookup};
 use crate::table::{self, Options, TableError};
 
@@ -125,7 +128,9 @@ impl Gate {
 
     /// Bios in flight in `epoch`.
     fn in_flight(&self, epoch: u64) -> u64 {
-        self.inflight[(epoch & 1) as usize].iter().fold(0u64, |acc, c| acc.wrapping_add(c.0.load(SeqCst)))
+        self.inflight[(epoch & 1) as usize]
+            .iter()
+            .fold(0u64, |acc, c| acc.wrapping_add(c.0.load(SeqCst)))
     }
 
     /// Uncount a bio entered with `tag`.
@@ -146,7 +151,9 @@ struct IndexLookup<'a>(&'a RcuIndex);
 
 impl Lookup for IndexLookup<'_> {
     fn first_in(&self, first: u64, last: u64) -> Option<(u64, Entry)> {
-        self.0.first_in(first, last).map(|(b, v)| (b, Entry::decode(v)))
+        self.0
+            .first_in(first, last)
+            .map(|(b, v)| (b, Entry::decode(v)))
     }
 }
 
@@ -189,7 +196,9 @@ impl metadata::SpareRead for SpareIo<'_> {
 
 impl metadata::SpareWrite for SpareIo<'_> {
     fn write(&mut self, sector: u64, buf: &[u8]) -> core::result::Result<(), metadata::IoError> {
-        self.0.write(sector, buf, WriteMode::Plain).map_err(|_| metadata::IoError)
+        self.0
+            .write(sector, buf, WriteMode::Plain)
+            .map_err(|_| metadata::IoError)
     }
 
     fn flush(&mut self) -> core::result::Result<(), metadata::IoError> {
@@ -270,9 +279,14 @@ fn nomem(msg: &'static CStr) -> impl FnOnce(Error) -> CtrError {
     move |err| CtrError { msg, err }
 }
 
-fn kvec_zeroed<T: Copy>(n: usize, v: T, msg: &'static CStr) -> core::result::Result<KVec<T>, CtrError> {
+fn kvec_zeroed<T: Copy>(
+    n: usize,
+    v: T,
+    msg: &'static CStr,
+) -> core::result::Result<KVec<T>, CtrError> {
     let mut k = KVec::new();
-    k.extend_with(n, v, GFP_KERNEL).map_err(|_| CtrError { msg, err: ENOMEM })?;
+    k.extend_with(n, v, GFP_KERNEL)
+        .map_err(|_| CtrError { msg, err: ENOMEM })?;
     Ok(k)
 }
 
@@ -302,45 +316,72 @@ impl Target for RemapTarget {
         };
         let opts = parsed.options;
 
-        let main = ctx.get_device(main_path).map_err(nomem(c"Main device lookup failed"))?;
+        let main = ctx
+            .get_device(main_path)
+            .map_err(nomem(c"Main device lookup failed"))?;
         let main_sectors = main.sectors();
         if parsed.main_offset >= main_sectors {
-            return Err(CtrError::inval(c"Main device offset is beyond the end of the device"));
+            return Err(CtrError::inval(
+                c"Main device offset is beyond the end of the device",
+            ));
         }
         if main_sectors - parsed.main_offset < ctx.len() {
-            return Err(CtrError::inval(c"Main device too small for the target length"));
+            return Err(CtrError::inval(
+                c"Main device too small for the target length",
+            ));
         }
-        let spare = ctx.get_device(spare_path).map_err(nomem(c"Spare device lookup failed"))?;
+        let spare = ctx
+            .get_device(spare_path)
+            .map_err(nomem(c"Spare device lookup failed"))?;
         if spare.devt() == main.devt() {
-            return Err(CtrError::inval(c"Spare device must differ from the main device"));
+            return Err(CtrError::inval(
+                c"Spare device must differ from the main device",
+            ));
         }
-        if opts.block_size < main.logical_block_size() || opts.block_size < spare.logical_block_size() {
-            return Err(CtrError::inval(c"block_size is smaller than a device's logical block size"));
+        if opts.block_size < main.logical_block_size()
+            || opts.block_size < spare.logical_block_size()
+        {
+            return Err(CtrError::inval(
+                c"block_size is smaller than a device's logical block size",
+            ));
         }
         let block_sectors = opts.block_sectors();
         let shift = block_sectors.trailing_zeros();
         if parsed.main_offset % block_sectors != 0 {
-            return Err(CtrError::inval(c"Main device offset must be a multiple of block_size"));
+            return Err(CtrError::inval(
+                c"Main device offset must be a multiple of block_size",
+            ));
         }
         let geometry = Geometry::for_spare(spare.sectors(), opts.block_size, EXTRA_RECORDS)
-            .map_err(|_| CtrError::inval(c"Spare device is too small for metadata and one block"))?;
+            .map_err(|_| {
+                CtrError::inval(c"Spare device is too small for metadata and one block")
+            })?;
         let blocks = ctx.len().div_ceil(block_sectors);
 
         let mut name = [0u8; 64];
-        let main_id = MainDevice::id_from(main.disk_name(&mut name))
-            .ok_or(CtrError::inval(c"Main device has no usable name for the metadata identity"))?;
+        let main_id = MainDevice::id_from(main.disk_name(&mut name)).ok_or(CtrError::inval(
+            c"Main device has no usable name for the metadata identity",
+        ))?;
         let mut uuid = [0u8; metadata::UUID_LEN];
         while uuid == [0; metadata::UUID_LEN] {
             dm::random_bytes(&mut uuid);
         }
         let set = SetInfo {
             uuid,
-            main: MainDevice { sectors: main_sectors, offset: parsed.main_offset, id: main_id },
+            main: MainDevice {
+                sectors: main_sectors,
+                offset: parsed.main_offset,
+                id: main_id,
+            },
             geometry,
             features_compat: 0,
         };
 
-        let bits = kvec_zeroed(words_for(geometry.data_slots), 0u64, c"Cannot allocate the spare slot bitmap")?;
+        let bits = kvec_zeroed(
+            words_for(geometry.data_slots),
+            0u64,
+            c"Cannot allocate the spare slot bitmap",
+        )?;
         let allocator = SlotAllocator::new(bits, geometry.data_slots)
             .map_err(|_| CtrError::inval(c"Cannot set up the spare slot allocator"))?;
         let slots = KBox::pin_init(new_spinlock!(allocator, "dm_remap:slots"), GFP_KERNEL)
@@ -352,12 +393,25 @@ impl Target for RemapTarget {
             disk_seq: 0,
             repair: false,
             mdbuf: kvec_zeroed(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
-            buf: kvec_zeroed((opts.block_size as usize).max(COPY_CHUNK), 0u8, c"Cannot allocate the copy buffer")
-                .or_else(|_| kvec_zeroed((opts.block_size as usize).max(COPY_CHUNK_MIN), 0u8, c"Cannot allocate the copy buffer"))?,
+            buf: kvec_zeroed(
+                (opts.block_size as usize).max(COPY_CHUNK),
+                0u8,
+                c"Cannot allocate the copy buffer",
+            )
+            .or_else(|_| {
+                kvec_zeroed(
+                    (opts.block_size as usize).max(COPY_CHUNK_MIN),
+                    0u8,
+                    c"Cannot allocate the copy buffer",
+                )
+            })?,
             undo: {
                 let mut u = KVec::new();
                 u.reserve(MOVE_MAX as usize, GFP_KERNEL)
-                    .map_err(|_| CtrError { msg: c"Cannot allocate target context", err: ENOMEM })?;
+                    .map_err(|_| CtrError {
+                        msg: c"Cannot allocate target context",
+                        err: ENOMEM,
+                    })?;
                 u
             },
         };
@@ -365,18 +419,31 @@ impl Target for RemapTarget {
             .map_err(nomem(c"Cannot allocate target context"))?;
         let held = KBox::pin_init(new_spinlock!(BioList::new(), "dm_remap:held"), GFP_KERNEL)
             .map_err(nomem(c"Cannot allocate target context"))?;
-        let deferred = KBox::pin_init(new_spinlock_irq!(BioList::new(), "dm_remap:deferred"), GFP_KERNEL)
-            .map_err(nomem(c"Cannot allocate target context"))?;
+        let deferred = KBox::pin_init(
+            new_spinlock_irq!(BioList::new(), "dm_remap:deferred"),
+            GFP_KERNEL,
+        )
+        .map_err(nomem(c"Cannot allocate target context"))?;
         let index = RcuIndex::new().map_err(nomem(c"Cannot allocate the remap index"))?;
-        let inflight = KBox::new([const { [const { CounterSlot(AtomicU64::new(0)) }; COUNTER_SLOTS] }; 2], GFP_KERNEL)
-            .map_err(|_| CtrError { msg: c"Cannot allocate target context", err: ENOMEM })?;
+        let inflight = KBox::new(
+            [const { [const { CounterSlot(AtomicU64::new(0)) }; COUNTER_SLOTS] }; 2],
+            GFP_KERNEL,
+        )
+        .map_err(|_| CtrError {
+            msg: c"Cannot allocate target context",
+            err: ENOMEM,
+        })?;
 
         // One empty flush per underlying device: flushes reach main and spare.
         ctx.set_num_flush_bios(2);
         ctx.set_num_discard_and_write_zeroes_bios(1);
         ctx.reserve_bio_data();
-        let notifier = ctx.table_notifier().map_err(nomem(c"Cannot allocate target context"))?;
-        let worker = ctx.worker::<Self>().map_err(nomem(c"Cannot allocate the target's workqueue"))?;
+        let notifier = ctx
+            .table_notifier()
+            .map_err(nomem(c"Cannot allocate target context"))?;
+        let worker = ctx
+            .worker::<Self>()
+            .map_err(nomem(c"Cannot allocate the target's workqueue"))?;
         let t = RemapTarget {
             worker,
             devt: ctx.devt(),
@@ -400,7 +467,12 @@ impl Target for RemapTarget {
             slots,
             ctl,
             deferred,
-            gate: Gate { moving: AtomicU64::new(0), epoch: AtomicU64::new(0), inflight, held },
+            gate: Gate {
+                moving: AtomicU64::new(0),
+                epoch: AtomicU64::new(0),
+                inflight,
+                held,
+            },
             stats: Stats::default(),
         };
         {
@@ -500,7 +572,11 @@ impl Target for RemapTarget {
             return EndIo::Done;
         }
         let write = bio.is_write();
-        let counter = if write { &self.stats.write_errors } else { &self.stats.read_errors };
+        let counter = if write {
+            &self.stats.write_errors
+        } else {
+            &self.stats.read_errors
+        };
         counter.fetch_add(1, Relaxed);
         let mut flags = 0;
         if write {
@@ -549,11 +625,16 @@ impl Target for RemapTarget {
         // this one was loaded: load again if the spare changed.
         let disk_seq = {
             let Meta { mdbuf, .. } = &mut *m;
-            metadata::probe(&mut SpareIo(&self.spare), self.spare.sectors(), mdbuf).map(|p| p.max_seq).map_err(|_| EIO)?
+            metadata::probe(&mut SpareIo(&self.spare), self.spare.sectors(), mdbuf)
+                .map(|p| p.max_seq)
+                .map_err(|_| EIO)?
         };
         if disk_seq != m.disk_seq {
             self.load(&mut m, false).map_err(|e| {
-                pr_err!("{}: metadata changed on the spare and cannot be loaded again\n", self.spare.name());
+                pr_err!(
+                    "{}: metadata changed on the spare and cannot be loaded again\n",
+                    self.spare.name()
+                );
                 e.err
             })?;
         }
@@ -611,7 +692,11 @@ impl Target for RemapTarget {
         let mut n = 0;
         for a in args {
             let Some(v) = table::parse_u64(a.to_bytes()) else {
-                pr_warn!("message '{}': '{}' is not a number\n", BStr::from_bytes(verb), BStr::from_bytes(a.to_bytes()));
+                pr_warn!(
+                    "message '{}': '{}' is not a number\n",
+                    BStr::from_bytes(verb),
+                    BStr::from_bytes(a.to_bytes())
+                );
                 return Err(EINVAL);
             };
             if let Some(slot) = nums.get_mut(n) {
@@ -621,7 +706,13 @@ impl Target for RemapTarget {
         }
         let arity = |min: usize, max: usize| -> Result {
             if n < min || n > max {
-                pr_warn!("message '{}' takes {} to {} arguments, got {}\n", BStr::from_bytes(verb), min, max, n);
+                pr_warn!(
+                    "message '{}' takes {} to {} arguments, got {}\n",
+                    BStr::from_bytes(verb),
+                    min,
+                    max,
+                    n
+                );
                 return Err(EINVAL);
             }
             Ok(())
@@ -630,7 +721,12 @@ impl Target for RemapTarget {
             let count = if n == 2 { nums[1] } else { 1 };
             let first = self.block_of(ti, nums[0])?;
             if count == 0 || count > REMAP_MAX_COUNT || first + count > self.blocks {
-                pr_warn!("{}: count {} out of range (1..={}, within the device)\n", BStr::from_bytes(verb), count, REMAP_MAX_COUNT);
+                pr_warn!(
+                    "{}: count {} out of range (1..={}, within the device)\n",
+                    BStr::from_bytes(verb),
+                    count,
+                    REMAP_MAX_COUNT
+                );
                 return Err(EINVAL);
             }
             Ok((first, count))
@@ -663,9 +759,19 @@ impl Target for RemapTarget {
                     if done == 0 {
                         return Err(e);
                     }
-                    let _ = write!(out, "remapped {} blocks, {} already remapped, then failed: error {}", done, already, e.to_errno());
+                    let _ = write!(
+                        out,
+                        "remapped {} blocks, {} already remapped, then failed: error {}",
+                        done,
+                        already,
+                        e.to_errno()
+                    );
                 } else {
-                    let _ = write!(out, "remapped {} blocks, {} already remapped", done, already);
+                    let _ = write!(
+                        out,
+                        "remapped {} blocks, {} already remapped",
+                        done, already
+                    );
                 }
             }
             b"unremap" => {
@@ -688,7 +794,11 @@ impl Target for RemapTarget {
             }
             b"list" => {
                 arity(0, 2)?;
-                let from = if n >= 1 { self.block_of(ti, nums[0])? } else { 0 };
+                let from = if n >= 1 {
+                    self.block_of(ti, nums[0])?
+                } else {
+                    0
+                };
                 let max = if n == 2 { nums[1] } else { LIST_DEFAULT_MAX };
                 self.list(ti, from, max, out);
             }
@@ -717,7 +827,10 @@ impl Target for RemapTarget {
                 return Ok(false);
             }
             _ => {
-                pr_warn!("unknown message '{}' (try 'help')\n", BStr::from_bytes(verb));
+                pr_warn!(
+                    "unknown message '{}' (try 'help')\n",
+                    BStr::from_bytes(verb)
+                );
                 return Err(EINVAL);
             }
         }
@@ -814,7 +927,12 @@ impl RemapTarget {
     /// Block number of a device sector inside this target.
     fn block_of(&self, ti: &TargetRef, sector: u64) -> Result<u64> {
         if sector < ti.begin() || sector - ti.begin() >= ti.len() {
-            pr_warn!("sector {} is outside the target ({}..{})\n", sector, ti.begin(), ti.begin() + ti.len());
+            pr_warn!(
+                "sector {} is outside the target ({}..{})\n",
+                sector,
+                ti.begin(),
+                ti.begin() + ti.len()
+            );
             return Err(EINVAL);
         }
         Ok((sector - ti.begin()) >> self.shift)
@@ -867,7 +985,9 @@ impl RemapTarget {
         // them): size the loader's bitmap for what is there.
         let words = {
             let Meta { mdbuf, .. } = &mut *m;
-            metadata::probe(&mut SpareIo(&self.spare), spare_sectors, mdbuf).map(|p| p.bitmap_words()).unwrap_or(0)
+            metadata::probe(&mut SpareIo(&self.spare), spare_sectors, mdbuf)
+                .map(|p| p.bitmap_words())
+                .unwrap_or(0)
         };
         let words = words.max(words_for(m.set.geometry.data_slots));
         let mut scratch = kvec_zeroed(words, 0u64, c"Cannot allocate the metadata bitmap")?;
@@ -875,21 +995,37 @@ impl RemapTarget {
         let mut pending = 0u64;
         let res = {
             let Meta { mdbuf, .. } = &mut *m;
-            metadata::load(&mut SpareIo(&self.spare), spare_sectors, &expect, mdbuf, &mut scratch, |b, e| {
-                if let Entry::Remapped { slot } = e {
-                    self.slots.lock().mark_allocated(slot).map_err(|_| metadata::SinkError)?;
-                } else {
-                    pending += 1;
-                }
-                self.index.store(b, e.encode()).map_err(|_| metadata::SinkError)?;
-                entries += 1;
-                Ok(())
-            })
+            metadata::load(
+                &mut SpareIo(&self.spare),
+                spare_sectors,
+                &expect,
+                mdbuf,
+                &mut scratch,
+                |b, e| {
+                    if let Entry::Remapped { slot } = e {
+                        self.slots
+                            .lock()
+                            .mark_allocated(slot)
+                            .map_err(|_| metadata::SinkError)?;
+                    } else {
+                        pending += 1;
+                    }
+                    self.index
+                        .store(b, e.encode())
+                        .map_err(|_| metadata::SinkError)?;
+                    entries += 1;
+                    Ok(())
+                },
+            )
         };
         match res {
             Ok(l) => {
-                if l.sb.set.geometry.data_start != self.data_start || l.sb.set.geometry.data_slots != m.set.geometry.data_slots {
-                    return Err(CtrError::inval(c"Spare metadata geometry differs from this spare's (was it resized?)"));
+                if l.sb.set.geometry.data_start != self.data_start
+                    || l.sb.set.geometry.data_slots != m.set.geometry.data_slots
+                {
+                    return Err(CtrError::inval(
+                        c"Spare metadata geometry differs from this spare's (was it resized?)",
+                    ));
                 }
                 m.set = l.sb.set;
                 m.next_seq = l.next_seq;
@@ -903,20 +1039,38 @@ impl RemapTarget {
                     pr_warn!("{}: metadata copy {} is damaged; it is rewritten before the device goes live\n",
                         self.spare.name(), l.winner.other().name());
                 }
-                pr_info!("{}: loaded metadata seq {} ({} remapped, {} pending)\n",
-                    self.spare.name(), l.sb.seq, entries - pending, pending);
+                pr_info!(
+                    "{}: loaded metadata seq {} ({} remapped, {} pending)\n",
+                    self.spare.name(),
+                    l.sb.seq,
+                    entries - pending,
+                    pending
+                );
                 Ok(())
             }
             Err(LoadError::Blank) if may_format => {
                 let Meta { mdbuf, set, .. } = &mut *m;
-                metadata::format(&mut SpareIo(&self.spare), set, core::iter::empty(), mdbuf, None)
-                    .map_err(|_| CtrError { msg: c"Cannot format the blank spare", err: EIO })?;
+                metadata::format(
+                    &mut SpareIo(&self.spare),
+                    set,
+                    core::iter::empty(),
+                    mdbuf,
+                    None,
+                )
+                .map_err(|_| CtrError {
+                    msg: c"Cannot format the blank spare",
+                    err: EIO,
+                })?;
                 m.next_seq = 3;
                 m.target = CopyId::A;
                 m.disk_seq = 2;
                 m.repair = false;
                 self.seq.store(2, SeqCst);
-                pr_info!("{}: formatted blank spare ({} slots)\n", self.spare.name(), m.set.geometry.data_slots);
+                pr_info!(
+                    "{}: formatted blank spare ({} slots)\n",
+                    self.spare.name(),
+                    m.set.geometry.data_slots
+                );
                 Ok(())
             }
             Err(e) => {
@@ -936,26 +1090,39 @@ impl RemapTarget {
         // Never reuse a sequence number, even one whose write failed half-way.
         m.next_seq = seq + 1;
         let res = (|| -> Result {
-            let Meta { set, mdbuf, buf, .. } = &mut *m;
-            let mut records = IndexRecords { index: &self.index, next: 0, last: self.main_blocks, done: false };
+            let Meta {
+                set, mdbuf, buf, ..
+            } = &mut *m;
+            let mut records = IndexRecords {
+                index: &self.index,
+                next: 0,
+                last: self.main_blocks,
+                done: false,
+            };
             let mut enc = metadata::CopyEncoder::new(set, copy, seq, None).map_err(|_| EINVAL)?;
             // Record blocks are consecutive: gather them in the copy buffer, one write per
             // buffer full.
             let mut start = 0;
             let mut used = 0;
             while let Some(sector) = enc.next_block(&mut records, mdbuf).map_err(|_| ENOSPC)? {
-                if used > 0 && (sector != start + (used / 512) as u64 || used + MD_BLOCK_SIZE > buf.len()) {
-                    self.spare.write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
+                if used > 0
+                    && (sector != start + (used / 512) as u64 || used + MD_BLOCK_SIZE > buf.len())
+                {
+                    self.spare
+                        .write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
                     used = 0;
                 }
                 if used == 0 {
                     start = sector;
                 }
-                buf.get_mut(used..used + MD_BLOCK_SIZE).ok_or(EINVAL)?.copy_from_slice(mdbuf.get(..MD_BLOCK_SIZE).ok_or(EINVAL)?);
+                buf.get_mut(used..used + MD_BLOCK_SIZE)
+                    .ok_or(EINVAL)?
+                    .copy_from_slice(mdbuf.get(..MD_BLOCK_SIZE).ok_or(EINVAL)?);
                 used += MD_BLOCK_SIZE;
             }
             if used > 0 {
-                self.spare.write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
+                self.spare
+                    .write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
             }
             let (sector, _) = enc.finish(mdbuf).map_err(|_| EINVAL)?;
             self.spare.write(sector, mdbuf, WriteMode::FlushFua)
@@ -975,8 +1142,18 @@ impl RemapTarget {
                 m.disk_seq = seq;
                 self.meta_failed.store(true, Relaxed);
                 self.stats.commit_errors.fetch_add(1, Relaxed);
-                self.event(uapi::EV_META_ERROR, 0, e.to_errno().unsigned_abs().into(), uapi::DMR_EVF_SPARE);
-                pr_err!("{}: metadata commit {} failed: {:?}\n", self.spare.name(), seq, e);
+                self.event(
+                    uapi::EV_META_ERROR,
+                    0,
+                    e.to_errno().unsigned_abs().into(),
+                    uapi::DMR_EVF_SPARE,
+                );
+                pr_err!(
+                    "{}: metadata commit {} failed: {:?}\n",
+                    self.spare.name(),
+                    seq,
+                    e
+                );
             }
         }
         res
@@ -1027,8 +1204,11 @@ impl RemapTarget {
         let mut undo = core::mem::take(&mut m.undo);
         // Undo newest first; raise the events of a durable change in the order of the changes.
         let failed = res.is_err();
-        let order: &mut dyn Iterator<Item = &(u64, Option<u64>)> =
-            if failed { &mut undo.iter().rev() } else { &mut undo.iter() };
+        let order: &mut dyn Iterator<Item = &(u64, Option<u64>)> = if failed {
+            &mut undo.iter().rev()
+        } else {
+            &mut undo.iter()
+        };
         for &(block, old) in order {
             let new = self.index.get(block);
             if failed {
@@ -1076,7 +1256,9 @@ impl RemapTarget {
 
     /// Stop new bios from reaching blocks `first..first + len` and wait for those in flight.
     fn start_move(&self, first: u64, len: u64) {
-        self.gate.moving.store(((first + 1) << MOVE_LEN_BITS) | len, SeqCst);
+        self.gate
+            .moving
+            .store(((first + 1) << MOVE_LEN_BITS) | len, SeqCst);
         let old = self.gate.epoch.fetch_add(1, SeqCst) & 1;
         while self.gate.in_flight(old) != 0 {
             kernel::time::delay::fsleep(kernel::time::Delta::from_micros(200));
@@ -1131,7 +1313,8 @@ impl RemapTarget {
     /// Write one block from the copy buffer (at byte `off`) to spare slot `slot`.
     fn write_slot(&self, m: &Meta, off: usize, slot: u64) -> Result {
         let buf = m.buf.get(off..off + self.block_bytes()).ok_or(EINVAL)?;
-        self.spare.write(self.slot_sector(slot), buf, WriteMode::Plain)
+        self.spare
+            .write(self.slot_sector(slot), buf, WriteMode::Plain)
     }
 
     /// Move blocks `first..first + len` (`len <= MOVE_MAX`) to spare slots with one commit.
@@ -1150,7 +1333,8 @@ impl RemapTarget {
                 Ok(()) => self.move_from_buf(&mut m, b, n, &mut already),
                 // One block may be unreadable: go block by block to move the others.
                 Err(_) if n > 1 => (b..b + n).try_for_each(|x| {
-                    self.read_main(&mut m, x, 1).and_then(|()| self.move_from_buf(&mut m, x, 1, &mut already))
+                    self.read_main(&mut m, x, 1)
+                        .and_then(|()| self.move_from_buf(&mut m, x, 1, &mut already))
                 }),
                 Err(e) => Err(e),
             };
@@ -1191,9 +1375,14 @@ impl RemapTarget {
                 }
             }
             let off = i as usize * bb;
-            let mut r = m.buf.get(off..off + run as usize * bb).ok_or(EINVAL).and_then(|buf| {
-                self.spare.write(self.slot_sector(slot0), buf, WriteMode::Plain)
-            });
+            let mut r = m
+                .buf
+                .get(off..off + run as usize * bb)
+                .ok_or(EINVAL)
+                .and_then(|buf| {
+                    self.spare
+                        .write(self.slot_sector(slot0), buf, WriteMode::Plain)
+                });
             // Slots entered in the index so far (their undo frees them if the commit fails).
             let mut set = 0;
             while r.is_ok() && set < run {
@@ -1228,7 +1417,8 @@ impl RemapTarget {
         let res = (|| -> Result {
             let buf = m.buf.get_mut(..bytes).ok_or(EINVAL)?;
             self.spare.read(self.slot_sector(slot), buf)?;
-            self.main.write(self.main_sector(block), buf, WriteMode::Plain)?;
+            self.main
+                .write(self.main_sector(block), buf, WriteMode::Plain)?;
             // The data must be durable on main before the record stops pointing at the slot.
             self.main.flush()?;
             let old = self.index.remove(block);
@@ -1272,7 +1462,11 @@ impl RemapTarget {
         let bytes = bio.saved_bytes();
         let orig = bio.data().error;
         let status = if bytes == 0 || bytes % 512 != 0 {
-            if orig != 0 { orig } else { STS_IOERR }
+            if orig != 0 {
+                orig
+            } else {
+                STS_IOERR
+            }
         } else if bio.is_data_write() {
             self.heal_write(bio, rel, bytes, orig)
         } else {
@@ -1303,7 +1497,11 @@ impl RemapTarget {
         let end = start + u64::from(bytes);
         let lo = bstart.max(start);
         let hi = bend.min(end);
-        ((lo - bstart) as usize, (lo - start) as u32, (hi - lo) as usize)
+        (
+            (lo - bstart) as usize,
+            (lo - start) as u32,
+            (hi - lo) as usize,
+        )
     }
 
     /// A write failed on main (or targets a pending block): write its blocks to fresh spare
@@ -1325,7 +1523,11 @@ impl RemapTarget {
                     // move only those that fail again (spare slots are precious).
                     let again = m.buf.get_mut(..n).ok_or(EINVAL).and_then(|buf| {
                         bio.copy_out(ioff, buf)?;
-                        self.main.write(self.main_sector(b) + (boff / 512) as u64, buf, WriteMode::Plain)
+                        self.main.write(
+                            self.main_sector(b) + (boff / 512) as u64,
+                            buf,
+                            WriteMode::Plain,
+                        )
                     });
                     if again.is_ok() {
                         rewrote_main = true;
@@ -1342,17 +1544,21 @@ impl RemapTarget {
                             // Partial block: the rest comes from where the block lives now.
                             if fresh {
                                 // From main (a pending block may still fail: never invent data).
-                                self.read_main_retrying(&mut m, b, retries).map_err(|_| STS_IOERR)?;
+                                self.read_main_retrying(&mut m, b, retries)
+                                    .map_err(|_| STS_IOERR)?;
                             } else {
                                 let buf = m.buf.get_mut(..bb).ok_or(STS_IOERR)?;
-                                self.spare.read(self.slot_sector(slot), buf).map_err(|_| STS_IOERR)?;
+                                self.spare
+                                    .read(self.slot_sector(slot), buf)
+                                    .map_err(|_| STS_IOERR)?;
                             }
                         }
                         let dst = m.buf.get_mut(boff..boff + n).ok_or(STS_IOERR)?;
                         bio.copy_out(ioff, dst).map_err(|_| STS_IOERR)?;
                         self.write_slot(&m, 0, slot).map_err(|_| STS_IOERR)?;
                         if fresh {
-                            self.set_entry(&mut m, b, Entry::Remapped { slot }).map_err(|_| STS_IOERR)?;
+                            self.set_entry(&mut m, b, Entry::Remapped { slot })
+                                .map_err(|_| STS_IOERR)?;
                         }
                         Ok(())
                     })();
@@ -1372,8 +1578,18 @@ impl RemapTarget {
             }
             // Data written into slots the index already had is made durable by the commit's
             // preflush; without a commit (no new slot) flush the spare, as a FUA write needs.
-            let durable = if rewrote_main { self.main.flush() } else { Ok(()) }
-                .and_then(|()| if m.undo.is_empty() { self.spare.flush() } else { self.commit_changes(&mut m) });
+            let durable = if rewrote_main {
+                self.main.flush()
+            } else {
+                Ok(())
+            }
+            .and_then(|()| {
+                if m.undo.is_empty() {
+                    self.spare.flush()
+                } else {
+                    self.commit_changes(&mut m)
+                }
+            });
             if durable.is_err() {
                 status = STS_IOERR;
             } else if status == 0 {
@@ -1404,16 +1620,24 @@ impl RemapTarget {
                         // Moved meanwhile: read it from its slot.
                         let bb = self.block_bytes();
                         match m.buf.get_mut(..bb) {
-                            Some(buf) => self.spare.read(self.slot_sector(slot), buf).map(|()| false),
+                            Some(buf) => {
+                                self.spare.read(self.slot_sector(slot), buf).map(|()| false)
+                            }
                             None => Err(EINVAL),
                         }
                     }
                     // A single-block read failed as a whole: its block did fail once.
-                    _ => self.read_main_retrying(&mut m, b, retries).map(|f| f || (single && retries > 0)),
+                    _ => self
+                        .read_main_retrying(&mut m, b, retries)
+                        .map(|f| f || (single && retries > 0)),
                 };
                 match got {
                     Ok(failed_before) => {
-                        let r = m.buf.get(boff..boff + n).ok_or(EINVAL).and_then(|src| bio.copy_in(ioff, src));
+                        let r = m
+                            .buf
+                            .get(boff..boff + n)
+                            .ok_or(EINVAL)
+                            .and_then(|src| bio.copy_in(ioff, src));
                         if r.is_err() {
                             status = STS_IOERR;
                             continue;
@@ -1422,7 +1646,9 @@ impl RemapTarget {
                             // Save the recovered data while it can still be read.
                             self.stats.recovered_reads.fetch_add(1, Relaxed);
                             if let Some(slot) = self.alloc_slot(b) {
-                                let r = self.write_slot(&m, 0, slot).and_then(|()| self.set_entry(&mut m, b, Entry::Remapped { slot }));
+                                let r = self.write_slot(&m, 0, slot).and_then(|()| {
+                                    self.set_entry(&mut m, b, Entry::Remapped { slot })
+                                });
                                 if r.is_err() {
                                     self.free_slot(slot);
                                 }
@@ -1448,7 +1674,9 @@ impl RemapTarget {
         let mut next = from;
         let mut n = 0;
         while n < max && next < self.blocks {
-            let Some((b, v)) = self.index.first_in(next, self.blocks - 1) else { break };
+            let Some((b, v)) = self.index.first_in(next, self.blocks - 1) else {
+                break;
+            };
             let sector = ti.begin() + (b << self.shift);
             let r = match Entry::decode(v) {
                 Entry::Remapped { slot } => writeln!(out, "{} {} {} remapped", sector, b, slot),

@@ -39,7 +39,11 @@ fn engine(c: &mut Criterion) {
 
         let space = (n * 4).max(1024);
         let mut rng = 7u64;
-        let idx = Index((0..n).map(|i| (xorshift(&mut rng) % space, Entry::Remapped { slot: i })).collect());
+        let idx = Index(
+            (0..n)
+                .map(|i| (xorshift(&mut rng) % space, Entry::Remapped { slot: i }))
+                .collect(),
+        );
         let mut q = 0x9E37_79B9_7F4A_7C15u64;
         g.bench_with_input(BenchmarkId::new("plan_4k", n), &n, |b, _| {
             b.iter(|| {

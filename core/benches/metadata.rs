@@ -5,8 +5,8 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use dmremap_core::alloc::words_for;
 use dmremap_core::metadata::{
-    check_copy, load, probe, write_copy, CopyEncoder, CopyId, Expect, Geometry, Image, MainDevice, SetInfo,
-    MD_BLOCK_SIZE,
+    check_copy, load, probe, write_copy, CopyEncoder, CopyId, Expect, Geometry, Image, MainDevice,
+    SetInfo, MD_BLOCK_SIZE,
 };
 use dmremap_core::remap::Entry;
 
@@ -16,12 +16,25 @@ fn setup() -> (SetInfo, Vec<(u64, Entry)>) {
     // A 1 GiB spare of 4 KiB slots (about 262K slots) on a 1 TiB main device.
     let set = SetInfo {
         uuid: *b"bench-remap-set!",
-        main: MainDevice { sectors: 1 << 31, offset: 0, id: MainDevice::id_from(b"BENCH-MAIN").unwrap() },
+        main: MainDevice {
+            sectors: 1 << 31,
+            offset: 0,
+            id: MainDevice::id_from(b"BENCH-MAIN").unwrap(),
+        },
         geometry: Geometry::for_spare(1 << 21, 4096, 4096).unwrap(),
         features_compat: 0,
     };
     let recs = (0..RECORDS)
-        .map(|i| (i * 2_654_435 % 7 + i * 2_000, if i % 50 == 0 { Entry::Pending } else { Entry::Remapped { slot: i } }))
+        .map(|i| {
+            (
+                i * 2_654_435 % 7 + i * 2_000,
+                if i % 50 == 0 {
+                    Entry::Pending
+                } else {
+                    Entry::Remapped { slot: i }
+                },
+            )
+        })
         .collect();
     (set, recs)
 }
@@ -67,8 +80,26 @@ fn metadata(c: &mut Criterion) {
     let sectors = set.geometry.spare_sectors;
     let mut img = vec![0u8; (sectors * 512) as usize];
     let mut buf = vec![0u8; MD_BLOCK_SIZE];
-    write_copy(&mut Image(&mut img[..]), &set, CopyId::B, 2, recs.iter().copied(), &mut buf, None).unwrap();
-    write_copy(&mut Image(&mut img[..]), &set, CopyId::A, 3, recs.iter().copied(), &mut buf, None).unwrap();
+    write_copy(
+        &mut Image(&mut img[..]),
+        &set,
+        CopyId::B,
+        2,
+        recs.iter().copied(),
+        &mut buf,
+        None,
+    )
+    .unwrap();
+    write_copy(
+        &mut Image(&mut img[..]),
+        &set,
+        CopyId::A,
+        3,
+        recs.iter().copied(),
+        &mut buf,
+        None,
+    )
+    .unwrap();
     let p = probe(&mut Image(&img[..]), sectors, &mut buf).unwrap();
     let sb = p.a.unwrap();
     g.bench_function("decode_validate_copy_100k", |b| {
@@ -77,10 +108,17 @@ fn metadata(c: &mut Criterion) {
     g.bench_function("load_100k", |b| {
         b.iter(|| {
             let mut n = 0u64;
-            let l = load(&mut Image(&img[..]), sectors, &Expect::default(), &mut buf, &mut bits, |blk, _| {
-                n = n.wrapping_add(blk);
-                Ok(())
-            })
+            let l = load(
+                &mut Image(&img[..]),
+                sectors,
+                &Expect::default(),
+                &mut buf,
+                &mut bits,
+                |blk, _| {
+                    n = n.wrapping_add(blk);
+                    Ok(())
+                },
+            )
             .unwrap();
             black_box((l, n))
         })

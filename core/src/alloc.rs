@@ -62,7 +62,14 @@ impl<B: DerefMut<Target = [u64]>> SlotAllocator<B> {
             return Err(AllocError::StorageTooSmall);
         }
         bits.fill(0);
-        Ok(SlotAllocator { bits, nslots, allocated: 0, cache: [0; CACHE_SLOTS], cached: 0, cursor: 0 })
+        Ok(SlotAllocator {
+            bits,
+            nslots,
+            allocated: 0,
+            cache: [0; CACHE_SLOTS],
+            cached: 0,
+            cursor: 0,
+        })
     }
 
     /// Free every slot (when the remaps are loaded again from disk).
@@ -112,7 +119,10 @@ impl<B: DerefMut<Target = [u64]>> SlotAllocator<B> {
     }
 
     fn cache_position(&self, slot: u64) -> Option<usize> {
-        self.cache.get(..self.cached)?.iter().position(|&s| s == slot)
+        self.cache
+            .get(..self.cached)?
+            .iter()
+            .position(|&s| s == slot)
     }
 
     /// Fill the cache with up to [`REFILL`] free slots from the bitmap.
@@ -126,7 +136,11 @@ impl<B: DerefMut<Target = [u64]>> SlotAllocator<B> {
             let w = self.cursor % words;
             let base = (w as u64) * 64;
             // Bits past the last slot count as used.
-            let valid = if base + 64 > self.nslots { (1u64 << (self.nslots - base)) - 1 } else { u64::MAX };
+            let valid = if base + 64 > self.nslots {
+                (1u64 << (self.nslots - base)) - 1
+            } else {
+                u64::MAX
+            };
             let mut free = match self.bits.get(w) {
                 Some(x) => !x & valid,
                 None => 0,
@@ -135,7 +149,9 @@ impl<B: DerefMut<Target = [u64]>> SlotAllocator<B> {
                 let b = free.trailing_zeros() as u64;
                 free &= free - 1;
                 let slot = base + b;
-                if let (Some(word), Some(c)) = (self.bits.get_mut(w), self.cache.get_mut(self.cached)) {
+                if let (Some(word), Some(c)) =
+                    (self.bits.get_mut(w), self.cache.get_mut(self.cached))
+                {
                     *word |= 1u64 << b;
                     *c = slot;
                     self.cached += 1;
@@ -220,7 +236,10 @@ mod tests {
         while a.alloc().is_some() {
             n += 1;
         }
-        assert_eq!(n, 100, "every slot is handed out exactly once after a clear");
+        assert_eq!(
+            n, 100,
+            "every slot is handed out exactly once after a clear"
+        );
     }
     use std::collections::BTreeSet;
     use std::vec;
@@ -247,7 +266,10 @@ mod tests {
 
     #[test]
     fn storage_checked() {
-        assert_eq!(SlotAllocator::new(vec![0u64; 1], 65).err(), Some(AllocError::StorageTooSmall));
+        assert_eq!(
+            SlotAllocator::new(vec![0u64; 1], 65).err(),
+            Some(AllocError::StorageTooSmall)
+        );
         assert!(SlotAllocator::new(vec![0u64; 2], 65).is_ok());
     }
 

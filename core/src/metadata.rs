@@ -171,7 +171,9 @@ fn get_u64(b: &[u8], off: usize) -> u64 {
 }
 
 fn get_array<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
-    b.get(off..off.saturating_add(N)).and_then(|s| <[u8; N]>::try_from(s).ok()).unwrap_or([0; N])
+    b.get(off..off.saturating_add(N))
+        .and_then(|s| <[u8; N]>::try_from(s).ok())
+        .unwrap_or([0; N])
 }
 
 fn put_bytes(b: &mut [u8], off: usize, v: &[u8]) {
@@ -541,10 +543,16 @@ impl core::fmt::Display for LoadError {
                 write!(f, "no valid metadata copy: copy A: {a}; copy B: {b}")
             }
             LoadError::SpareTooSmall { sectors } => {
-                write!(f, "spare of {sectors} sectors is too small to hold metadata")
+                write!(
+                    f,
+                    "spare of {sectors} sectors is too small to hold metadata"
+                )
             }
             LoadError::BufferTooSmall => {
-                write!(f, "buffer shorter than one {MD_BLOCK_SIZE}-byte metadata block")
+                write!(
+                    f,
+                    "buffer shorter than one {MD_BLOCK_SIZE}-byte metadata block"
+                )
             }
             LoadError::BitmapTooSmall { need } => {
                 write!(f, "slot bitmap too small: {need} words needed")
@@ -555,13 +563,18 @@ impl core::fmt::Display for LoadError {
                     "copy {copy}: spare belongs to another main device ({} differs)",
                     field
                 ),
-                Field::Uuid => write!(f, "copy {copy}: spare belongs to another remap set (uuid differs)"),
+                Field::Uuid => write!(
+                    f,
+                    "copy {copy}: spare belongs to another remap set (uuid differs)"
+                ),
                 _ => write!(f, "copy {copy}: {field} differs from the expected value"),
             },
             LoadError::Changed { copy, error } => {
                 write!(f, "copy {copy} changed while it was loaded: {error}")
             }
-            LoadError::Sink { block } => write!(f, "record of main block {block} refused by the caller"),
+            LoadError::Sink { block } => {
+                write!(f, "record of main block {block} refused by the caller")
+            }
             LoadError::SeqExhausted => f.write_str("sequence number exhausted"),
         }
     }
@@ -603,13 +616,18 @@ impl core::fmt::Display for EncodeError {
             EncodeError::Set { field } => write!(f, "set description: {}", field.problem()),
             EncodeError::Seq => f.write_str("sequence number 0 is reserved"),
             EncodeError::BufferTooSmall => {
-                write!(f, "buffer shorter than one {MD_BLOCK_SIZE}-byte metadata block")
+                write!(
+                    f,
+                    "buffer shorter than one {MD_BLOCK_SIZE}-byte metadata block"
+                )
             }
             EncodeError::BitmapTooSmall { need } => {
                 write!(f, "slot bitmap too small: {need} words needed")
             }
             EncodeError::TooManyRecords => f.write_str("more records than the metadata area holds"),
-            EncodeError::Record { block, problem } => write!(f, "record of main block {block}: {problem}"),
+            EncodeError::Record { block, problem } => {
+                write!(f, "record of main block {block}: {problem}")
+            }
             EncodeError::Unfinished => {
                 f.write_str("superblock requested before all records were encoded")
             }
@@ -629,7 +647,9 @@ pub enum GeometryError {
 impl core::fmt::Display for GeometryError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
-            GeometryError::BlockSize => "block size must be a power of two from 512 to 1048576 bytes",
+            GeometryError::BlockSize => {
+                "block size must be a power of two from 512 to 1048576 bytes"
+            }
             GeometryError::TooSmall => "spare too small for two metadata copies and one data slot",
         })
     }
@@ -698,9 +718,9 @@ pub enum FormatError {
 impl core::fmt::Display for FormatError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
-            FormatError::NotBlank => {
-                f.write_str("spare is not blank (it holds metadata or other data); refusing to format")
-            }
+            FormatError::NotBlank => f.write_str(
+                "spare is not blank (it holds metadata or other data); refusing to format",
+            ),
             FormatError::SpareSize => f.write_str("spare size differs from the geometry's"),
             FormatError::Set { field } => write!(f, "set description: {}", field.problem()),
             FormatError::Probe(e) => write!(f, "{e}"),
@@ -766,7 +786,11 @@ impl Geometry {
     /// The layout of a spare of `spare_sectors` sectors with remap blocks of `block_size` bytes
     /// and room for `extra_records` pending records beyond one record per data slot: the most
     /// data slots that fit between the two metadata copies.
-    pub fn for_spare(spare_sectors: u64, block_size: u32, extra_records: u64) -> Result<Geometry, GeometryError> {
+    pub fn for_spare(
+        spare_sectors: u64,
+        block_size: u32,
+        extra_records: u64,
+    ) -> Result<Geometry, GeometryError> {
         if !valid_block_size(block_size) {
             return Err(GeometryError::BlockSize);
         }
@@ -822,14 +846,18 @@ impl Geometry {
 
     /// First sector of the data area's end.
     pub fn data_end(&self) -> u64 {
-        self.data_start.saturating_add(self.data_slots.saturating_mul(self.block_sectors()))
+        self.data_start
+            .saturating_add(self.data_slots.saturating_mul(self.block_sectors()))
     }
 
     /// Sector of `copy`'s superblock.
     pub fn sb_sector(&self, copy: CopyId) -> u64 {
         match copy {
             CopyId::A => self.meta_a_start,
-            CopyId::B => self.meta_b_start.saturating_add(self.meta_sectors).saturating_sub(MD_BLOCK_SECTORS),
+            CopyId::B => self
+                .meta_b_start
+                .saturating_add(self.meta_sectors)
+                .saturating_sub(MD_BLOCK_SECTORS),
         }
     }
 
@@ -837,7 +865,10 @@ impl Geometry {
     pub fn record_sector(&self, copy: CopyId, index: u32) -> u64 {
         let off = u64::from(index).saturating_mul(MD_BLOCK_SECTORS);
         match copy {
-            CopyId::A => self.meta_a_start.saturating_add(MD_BLOCK_SECTORS).saturating_add(off),
+            CopyId::A => self
+                .meta_a_start
+                .saturating_add(MD_BLOCK_SECTORS)
+                .saturating_add(off),
             CopyId::B => self.meta_b_start.saturating_add(off),
         }
     }
@@ -847,7 +878,8 @@ impl Geometry {
         if slot >= self.data_slots {
             return None;
         }
-        self.data_start.checked_add(slot.checked_mul(self.block_sectors())?)
+        self.data_start
+            .checked_add(slot.checked_mul(self.block_sectors())?)
     }
 }
 
@@ -931,7 +963,10 @@ impl SetInfo {
         if !valid_block_size(g.block_size) {
             return Err(Field::BlockSize);
         }
-        let extra = g.record_capacity.checked_sub(g.data_slots).ok_or(Field::Geometry)?;
+        let extra = g
+            .record_capacity
+            .checked_sub(g.data_slots)
+            .ok_or(Field::Geometry)?;
         match Geometry::for_spare(g.spare_sectors, g.block_size, extra) {
             Ok(want) if want == *g => Ok(()),
             _ => Err(Field::Geometry),
@@ -972,7 +1007,9 @@ impl Superblock {
 
 /// Encode `sb` into the first [`MD_BLOCK_SIZE`] bytes of `buf`, checksum included.
 pub fn encode_superblock(sb: &Superblock, buf: &mut [u8]) -> Result<(), EncodeError> {
-    sb.set.validate().map_err(|field| EncodeError::Set { field })?;
+    sb.set
+        .validate()
+        .map_err(|field| EncodeError::Set { field })?;
     if sb.seq == 0 {
         return Err(EncodeError::Seq);
     }
@@ -1009,7 +1046,11 @@ pub fn encode_superblock(sb: &Superblock, buf: &mut [u8]) -> Result<(), EncodeEr
 
 /// Decode and validate the superblock in `buf`, read from `copy`'s location on a spare of
 /// `spare_sectors` sectors. Every field is checked.
-pub fn decode_superblock(buf: &[u8], copy: CopyId, spare_sectors: u64) -> Result<Superblock, CopyError> {
+pub fn decode_superblock(
+    buf: &[u8],
+    copy: CopyId,
+    spare_sectors: u64,
+) -> Result<Superblock, CopyError> {
     let b = block_of(buf).ok_or(CopyError::Short)?;
     let bad = |field| CopyError::Superblock { field };
     if all_zero(b) {
@@ -1043,7 +1084,10 @@ pub fn decode_superblock(buf: &[u8], copy: CopyId, spare_sectors: u64) -> Result
     }
     let recorded = get_u64(b, L::SB_SPARE_SECTORS);
     if recorded != spare_sectors {
-        return Err(CopyError::SpareSize { recorded, actual: spare_sectors });
+        return Err(CopyError::SpareSize {
+            recorded,
+            actual: spare_sectors,
+        });
     }
     let geometry = Geometry {
         spare_sectors: recorded,
@@ -1060,7 +1104,12 @@ pub fn decode_superblock(buf: &[u8], copy: CopyId, spare_sectors: u64) -> Result
         offset: get_u64(b, L::SB_MAIN_OFFSET),
         id: get_array(b, L::SB_MAIN_ID),
     };
-    let set = SetInfo { uuid: get_array(b, L::SB_UUID), main, geometry, features_compat: get_u32(b, L::SB_COMPAT) };
+    let set = SetInfo {
+        uuid: get_array(b, L::SB_UUID),
+        main,
+        geometry,
+        features_compat: get_u32(b, L::SB_COMPAT),
+    };
     set.validate().map_err(bad)?;
     let sb = Superblock {
         copy,
@@ -1093,7 +1142,9 @@ pub fn decode_superblock(buf: &[u8], copy: CopyId, spare_sectors: u64) -> Result
 /// The on-disk `state_slot` of an entry.
 pub fn entry_to_disk(e: Entry) -> Option<u64> {
     match e {
-        Entry::Remapped { slot } if slot <= SLOT_MASK => Some((STATE_REMAPPED << STATE_SHIFT) | slot),
+        Entry::Remapped { slot } if slot <= SLOT_MASK => {
+            Some((STATE_REMAPPED << STATE_SHIFT) | slot)
+        }
         Entry::Remapped { .. } => None,
         Entry::Pending => Some(STATE_PENDING << STATE_SHIFT),
     }
@@ -1116,7 +1167,9 @@ fn record_off(pos: usize) -> usize {
 
 /// Tests a slot's bit in `bits` and sets it; `false` when it was already set (or out of range).
 fn claim(bits: &mut [u64], slot: u64) -> bool {
-    let Ok(w) = usize::try_from(slot / 64) else { return false };
+    let Ok(w) = usize::try_from(slot / 64) else {
+        return false;
+    };
     let m = 1u64 << (slot % 64);
     match bits.get_mut(w) {
         Some(word) if *word & m == 0 => {
@@ -1136,10 +1189,19 @@ struct RecordCheck {
 
 impl RecordCheck {
     fn new(set: &SetInfo) -> Self {
-        RecordCheck { main_blocks: set.main_blocks(), data_slots: set.geometry.data_slots, prev: None }
+        RecordCheck {
+            main_blocks: set.main_blocks(),
+            data_slots: set.geometry.data_slots,
+            prev: None,
+        }
     }
 
-    fn check(&mut self, block: u64, e: Entry, bits: Option<&mut [u64]>) -> Result<(), RecordProblem> {
+    fn check(
+        &mut self,
+        block: u64,
+        e: Entry,
+        bits: Option<&mut [u64]>,
+    ) -> Result<(), RecordProblem> {
         if self.prev.is_some_and(|p| block <= p) {
             return Err(RecordProblem::Order);
         }
@@ -1183,7 +1245,12 @@ impl<'s, 'b> CopyEncoder<'s, 'b> {
     /// An encoder of a copy of `set` with sequence number `seq` into `copy`'s location. With a
     /// bitmap (at least [`words_for`]`(data_slots)` words; it is cleared), a slot used twice is
     /// refused; without one, only the loader would notice.
-    pub fn new(set: &'s SetInfo, copy: CopyId, seq: u64, bits: Option<&'b mut [u64]>) -> Result<Self, EncodeError> {
+    pub fn new(
+        set: &'s SetInfo,
+        copy: CopyId,
+        seq: u64,
+        bits: Option<&'b mut [u64]>,
+    ) -> Result<Self, EncodeError> {
         set.validate().map_err(|field| EncodeError::Set { field })?;
         if seq == 0 {
             return Err(EncodeError::Seq);
@@ -1191,7 +1258,9 @@ impl<'s, 'b> CopyEncoder<'s, 'b> {
         let bits = match bits {
             Some(b) => {
                 let need = words_for(set.geometry.data_slots);
-                let b = b.get_mut(..need).ok_or(EncodeError::BitmapTooSmall { need })?;
+                let b = b
+                    .get_mut(..need)
+                    .ok_or(EncodeError::BitmapTooSmall { need })?;
                 b.fill(0);
                 Some(b)
             }
@@ -1216,7 +1285,11 @@ impl<'s, 'b> CopyEncoder<'s, 'b> {
     /// Encode the next record block from up to 252 records of `records` (sorted by block number,
     /// no block twice) into `buf`. Returns the sector it belongs at, or `None` once `records` is
     /// exhausted (no block was produced).
-    pub fn next_block<I>(&mut self, records: &mut I, buf: &mut [u8]) -> Result<Option<u64>, EncodeError>
+    pub fn next_block<I>(
+        &mut self,
+        records: &mut I,
+        buf: &mut [u8],
+    ) -> Result<Option<u64>, EncodeError>
     where
         I: Iterator<Item = (u64, Entry)> + ?Sized,
     {
@@ -1260,7 +1333,10 @@ impl<'s, 'b> CopyEncoder<'s, 'b> {
         if self.records >= self.set.geometry.record_capacity {
             return Err(EncodeError::TooManyRecords);
         }
-        let disk = entry_to_disk(e).ok_or(EncodeError::Record { block, problem: RecordProblem::SlotOutOfRange })?;
+        let disk = entry_to_disk(e).ok_or(EncodeError::Record {
+            block,
+            problem: RecordProblem::SlotOutOfRange,
+        })?;
         self.check
             .check(block, e, self.bits.as_deref_mut())
             .map_err(|problem| EncodeError::Record { block, problem })?;
@@ -1349,12 +1425,20 @@ impl<T: AsRef<[u8]>> SpareRead for Image<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> SpareWrite for Image<T> {
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         let r = self.range(sector, buf.len()).ok_or(IoError)?;
-        self.0.as_mut().get_mut(r).ok_or(IoError)?.copy_from_slice(buf);
+        self.0
+            .as_mut()
+            .get_mut(r)
+            .ok_or(IoError)?
+            .copy_from_slice(buf);
         Ok(())
     }
 }
 
-fn read_block<D: SpareRead + ?Sized>(dev: &mut D, sector: u64, b: &mut [u8]) -> Result<(), CopyError> {
+fn read_block<D: SpareRead + ?Sized>(
+    dev: &mut D,
+    sector: u64,
+    b: &mut [u8],
+) -> Result<(), CopyError> {
     dev.read(sector, b).map_err(|_| CopyError::Io { sector })
 }
 
@@ -1374,27 +1458,42 @@ where
     I: Iterator<Item = (u64, Entry)>,
 {
     let mut enc = CopyEncoder::new(set, copy, seq, bits).map_err(WriteError::Encode)?;
-    while let Some(sector) = enc.next_block(&mut records, buf).map_err(WriteError::Encode)? {
+    while let Some(sector) = enc
+        .next_block(&mut records, buf)
+        .map_err(WriteError::Encode)?
+    {
         let b = block_of(buf).ok_or(WriteError::Encode(EncodeError::BufferTooSmall))?;
-        dev.write(sector, b).map_err(|_| WriteError::Io { sector })?;
+        dev.write(sector, b)
+            .map_err(|_| WriteError::Io { sector })?;
     }
     let (sector, sb) = enc.finish(buf).map_err(WriteError::Encode)?;
     let b = block_of(buf).ok_or(WriteError::Encode(EncodeError::BufferTooSmall))?;
-    dev.write(sector, b).map_err(|_| WriteError::Io { sector })?;
-    dev.flush().map_err(|_| WriteError::Io { sector: u64::MAX })?;
+    dev.write(sector, b)
+        .map_err(|_| WriteError::Io { sector })?;
+    dev.flush()
+        .map_err(|_| WriteError::Io { sector: u64::MAX })?;
     Ok(sb)
 }
 
 /// Format a blank spare: copy A with sequence 1, then copy B with sequence 2, both holding
 /// `records` (usually none). Refuses (writing nothing) unless both superblock blocks are all
 /// zeros. Records are checked before anything is written.
-pub fn format<D, I>(dev: &mut D, set: &SetInfo, records: I, buf: &mut [u8], mut bits: Option<&mut [u64]>) -> Result<(), FormatError>
+pub fn format<D, I>(
+    dev: &mut D,
+    set: &SetInfo,
+    records: I,
+    buf: &mut [u8],
+    mut bits: Option<&mut [u64]>,
+) -> Result<(), FormatError>
 where
     D: SpareRead + SpareWrite + ?Sized,
     I: Iterator<Item = (u64, Entry)> + Clone,
 {
     set.validate().map_err(|field| FormatError::Set { field })?;
-    if dev.size_sectors().is_some_and(|s| s != set.geometry.spare_sectors) {
+    if dev
+        .size_sectors()
+        .is_some_and(|s| s != set.geometry.spare_sectors)
+    {
         return Err(FormatError::SpareSize);
     }
     let p = probe(dev, set.geometry.spare_sectors, buf).map_err(FormatError::Probe)?;
@@ -1402,15 +1501,30 @@ where
         return Err(FormatError::NotBlank);
     }
     // Dry run: encode everything once without writing, so bad records write nothing.
-    let mut enc = CopyEncoder::new(set, CopyId::A, 1, bits.as_deref_mut())
-        .map_err(|e| FormatError::Write { copy: CopyId::A, error: WriteError::Encode(e) })?;
+    let mut enc = CopyEncoder::new(set, CopyId::A, 1, bits.as_deref_mut()).map_err(|e| {
+        FormatError::Write {
+            copy: CopyId::A,
+            error: WriteError::Encode(e),
+        }
+    })?;
     let mut it = records.clone();
-    let enc_err = |e| FormatError::Write { copy: CopyId::A, error: WriteError::Encode(e) };
+    let enc_err = |e| FormatError::Write {
+        copy: CopyId::A,
+        error: WriteError::Encode(e),
+    };
     while enc.next_block(&mut it, buf).map_err(enc_err)?.is_some() {}
     enc.finish(buf).map_err(enc_err)?;
     for (copy, seq) in [(CopyId::A, 1), (CopyId::B, 2)] {
-        write_copy(dev, set, copy, seq, records.clone(), buf, bits.as_deref_mut())
-            .map_err(|error| FormatError::Write { copy, error })?;
+        write_copy(
+            dev,
+            set,
+            copy,
+            seq,
+            records.clone(),
+            buf,
+            bits.as_deref_mut(),
+        )
+        .map_err(|error| FormatError::Write { copy, error })?;
     }
     Ok(())
 }
@@ -1456,8 +1570,14 @@ impl Probe {
 
 /// Read and decode both superblocks of a spare of `spare_sectors` sectors. `buf` is one metadata
 /// block of scratch space.
-pub fn probe<D: SpareRead + ?Sized>(dev: &mut D, spare_sectors: u64, buf: &mut [u8]) -> Result<Probe, LoadError> {
-    let b_sector = sb_b_sector(spare_sectors).ok_or(LoadError::SpareTooSmall { sectors: spare_sectors })?;
+pub fn probe<D: SpareRead + ?Sized>(
+    dev: &mut D,
+    spare_sectors: u64,
+    buf: &mut [u8],
+) -> Result<Probe, LoadError> {
+    let b_sector = sb_b_sector(spare_sectors).ok_or(LoadError::SpareTooSmall {
+        sectors: spare_sectors,
+    })?;
     let blk = block_of_mut(buf).ok_or(LoadError::BufferTooSmall)?;
     let mut max_seq = 0;
     let mut one = |copy: CopyId, sector: u64| {
@@ -1468,7 +1588,11 @@ pub fn probe<D: SpareRead + ?Sized>(dev: &mut D, spare_sectors: u64, buf: &mut [
         // must never be reused.
         let sealed = !matches!(
             r,
-            Err(CopyError::Blank | CopyError::Short | CopyError::Superblock { field: Field::Magic | Field::Crc })
+            Err(CopyError::Blank
+                | CopyError::Short
+                | CopyError::Superblock {
+                    field: Field::Magic | Field::Crc
+                })
         );
         if sealed {
             max_seq = max_seq.max(get_u64(blk, L::SB_SEQ));
@@ -1497,13 +1621,21 @@ enum WalkError {
 /// Read every record block of the copy `sb` heads and check it completely; hand each record to
 /// `sink`. `bits` (at least `words_for(data_slots)` words) is cleared first and ends up with the
 /// bit of every slot the copy uses.
-fn walk<D, S>(dev: &mut D, sb: &Superblock, blk: &mut [u8], bits: &mut [u64], sink: &mut S) -> Result<CopyTotals, WalkError>
+fn walk<D, S>(
+    dev: &mut D,
+    sb: &Superblock,
+    blk: &mut [u8],
+    bits: &mut [u64],
+    sink: &mut S,
+) -> Result<CopyTotals, WalkError>
 where
     D: SpareRead + ?Sized,
     S: FnMut(u64, Entry) -> Result<(), SinkError>,
 {
     let need = words_for(sb.set.geometry.data_slots);
-    let bits = bits.get_mut(..need).ok_or(WalkError::Copy(CopyError::Short))?;
+    let bits = bits
+        .get_mut(..need)
+        .ok_or(WalkError::Copy(CopyError::Short))?;
     bits.fill(0);
     let copy = sb.copy;
     let mut check = RecordCheck::new(&sb.set);
@@ -1545,7 +1677,14 @@ where
         for pos in 0..RECORDS_PER_BLOCK {
             let block = get_u64(blk, record_off(pos) + L::REC_BLOCK);
             let raw = get_u64(blk, record_off(pos) + L::REC_STATE_SLOT);
-            let rec_err = |problem| WalkError::Copy(CopyError::Record { index, pos: pos as u32, block, problem });
+            let rec_err = |problem| {
+                WalkError::Copy(CopyError::Record {
+                    index,
+                    pos: pos as u32,
+                    block,
+                    problem,
+                })
+            };
             if pos as u64 >= count {
                 if block != 0 || raw != 0 {
                     return Err(rec_err(RecordProblem::UnusedNotZero));
@@ -1563,10 +1702,14 @@ where
         left -= count;
     }
     if acc != sb.records_crc {
-        return Err(WalkError::Copy(CopyError::Totals { field: Field::RecordsCrc }));
+        return Err(WalkError::Copy(CopyError::Totals {
+            field: Field::RecordsCrc,
+        }));
     }
     if remapped != sb.nr_remapped || pending != sb.nr_pending {
-        return Err(WalkError::Copy(CopyError::Totals { field: Field::Counts }));
+        return Err(WalkError::Copy(CopyError::Totals {
+            field: Field::Counts,
+        }));
     }
     Ok(CopyTotals { remapped, pending })
 }
@@ -1574,7 +1717,12 @@ where
 /// Validate every record block of the copy `sb` heads (read with [`probe`]). `buf` is one
 /// metadata block of scratch space; `bits` at least `words_for(data_slots)` words, cleared first
 /// and left with the copy's used slots.
-pub fn check_copy<D: SpareRead + ?Sized>(dev: &mut D, sb: &Superblock, buf: &mut [u8], bits: &mut [u64]) -> Result<CopyTotals, CopyError> {
+pub fn check_copy<D: SpareRead + ?Sized>(
+    dev: &mut D,
+    sb: &Superblock,
+    buf: &mut [u8],
+    bits: &mut [u64],
+) -> Result<CopyTotals, CopyError> {
     let blk = block_of_mut(buf).ok_or(CopyError::Short)?;
     match walk(dev, sb, blk, bits, &mut |_, _| Ok(())) {
         Ok(t) => Ok(t),
@@ -1613,7 +1761,10 @@ impl Expect<'_> {
         if self.main_id.is_some_and(|id| id != set.main.id_bytes()) {
             return Err(Field::MainId);
         }
-        if self.block_size.is_some_and(|bs| bs != set.geometry.block_size) {
+        if self
+            .block_size
+            .is_some_and(|bs| bs != set.geometry.block_size)
+        {
             return Err(Field::BlockSize);
         }
         Ok(())
@@ -1712,14 +1863,33 @@ where
         Ok(o) => CopyStatus::Valid { seq: o.seq },
         Err(e) => CopyStatus::Bad(e),
     };
-    expect.check(&winner.set).map_err(|field| LoadError::Mismatch { copy: winner.copy, field })?;
-    let next_seq = p.max_seq.max(winner.seq).checked_add(1).ok_or(LoadError::SeqExhausted)?;
+    expect
+        .check(&winner.set)
+        .map_err(|field| LoadError::Mismatch {
+            copy: winner.copy,
+            field,
+        })?;
+    let next_seq = p
+        .max_seq
+        .max(winner.seq)
+        .checked_add(1)
+        .ok_or(LoadError::SeqExhausted)?;
     match walk(dev, &winner, blk, bits, &mut sink) {
         Ok(_) => {}
-        Err(WalkError::Copy(error)) => return Err(LoadError::Changed { copy: winner.copy, error }),
+        Err(WalkError::Copy(error)) => {
+            return Err(LoadError::Changed {
+                copy: winner.copy,
+                error,
+            })
+        }
         Err(WalkError::Sink(block)) => return Err(LoadError::Sink { block }),
     }
-    Ok(Loaded { winner: winner.copy, sb: winner, other, next_seq })
+    Ok(Loaded {
+        winner: winner.copy,
+        sb: winner,
+        other,
+        next_seq,
+    })
 }
 
 #[cfg(test)]
@@ -1735,7 +1905,11 @@ mod tests {
     fn set_for(spare_sectors: u64, bs: u32, extra: u64, main_sectors: u64, id: &[u8]) -> SetInfo {
         SetInfo {
             uuid: UUID,
-            main: MainDevice { sectors: main_sectors, offset: 0, id: MainDevice::id_from(id).unwrap() },
+            main: MainDevice {
+                sectors: main_sectors,
+                offset: 0,
+                id: MainDevice::id_from(id).unwrap(),
+            },
             geometry: Geometry::for_spare(spare_sectors, bs, extra).unwrap(),
             features_compat: 0,
         }
@@ -1760,7 +1934,16 @@ mod tests {
     fn commit(img: &mut [u8], set: &SetInfo, copy: CopyId, seq: u64, recs: &Recs) -> Superblock {
         let mut buf = vec![0u8; MD_BLOCK_SIZE];
         let mut bits = vec![0u64; words_for(set.geometry.data_slots)];
-        write_copy(&mut Image(img), set, copy, seq, recs.iter().copied(), &mut buf, Some(&mut bits)).unwrap()
+        write_copy(
+            &mut Image(img),
+            set,
+            copy,
+            seq,
+            recs.iter().copied(),
+            &mut buf,
+            Some(&mut bits),
+        )
+        .unwrap()
     }
 
     /// An image whose copy A (seq 3) holds `a` and copy B (seq 2) holds `b`.
@@ -1777,16 +1960,32 @@ mod tests {
         let p = probe(&mut Image(img), sectors, &mut buf)?;
         let mut bits = vec![0u64; p.bitmap_words()];
         let mut out = Vec::new();
-        let l = load(&mut Image(img), sectors, expect, &mut buf, &mut bits, |b, e| {
-            out.push((b, e));
-            Ok(())
-        })?;
+        let l = load(
+            &mut Image(img),
+            sectors,
+            expect,
+            &mut buf,
+            &mut bits,
+            |b, e| {
+                out.push((b, e));
+                Ok(())
+            },
+        )?;
         Ok((l, out, bits))
     }
 
     fn recs(n: u64, stride: u64) -> Recs {
         (0..n)
-            .map(|i| (i * stride + 1, if i % 5 == 4 { Entry::Pending } else { Entry::Remapped { slot: n - 1 - i } }))
+            .map(|i| {
+                (
+                    i * stride + 1,
+                    if i % 5 == 4 {
+                        Entry::Pending
+                    } else {
+                        Entry::Remapped { slot: n - 1 - i }
+                    },
+                )
+            })
             .collect()
     }
 
@@ -1815,33 +2014,75 @@ mod tests {
             }
         );
         assert_eq!((g.sb_sector(CopyId::A), g.sb_sector(CopyId::B)), (0, 56));
-        assert_eq!((g.record_sector(CopyId::A, 0), g.record_sector(CopyId::B, 0)), (8, 48));
-        assert_eq!((g.slot_sector(0), g.slot_sector(3), g.slot_sector(4)), (Some(16), Some(40), None));
+        assert_eq!(
+            (g.record_sector(CopyId::A, 0), g.record_sector(CopyId::B, 0)),
+            (8, 48)
+        );
+        assert_eq!(
+            (g.slot_sector(0), g.slot_sector(3), g.slot_sector(4)),
+            (Some(16), Some(40), None)
+        );
         // An odd size is rounded down to whole 4 KiB blocks: the same layout, SB B at 56.
         let g2 = Geometry::for_spare(71, 4096, 0).unwrap();
-        assert_eq!((g2.meta_b_start, g2.data_slots, g2.sb_sector(CopyId::B)), (48, 4, 56));
+        assert_eq!(
+            (g2.meta_b_start, g2.data_slots, g2.sb_sector(CopyId::B)),
+            (48, 4, 56)
+        );
         // 64 KiB blocks: the data area is aligned to 128 sectors; 128 + 30*128 + 16 <= 4096.
         let g = Geometry::for_spare(4100, 65536, 0).unwrap();
-        assert_eq!((g.data_start, g.data_slots, g.meta_b_start, g.meta_sectors), (128, 30, 4080, 16));
+        assert_eq!(
+            (g.data_start, g.data_slots, g.meta_b_start, g.meta_sectors),
+            (128, 30, 4080, 16)
+        );
         // 512-byte blocks over 552 sectors: 504 slots need 2 record blocks (24 sectors per copy).
         let g = two_block_set().geometry;
-        assert_eq!((g.data_start, g.data_slots, g.record_capacity, g.meta_sectors, g.meta_b_start), (24, 504, 504, 24, 528));
+        assert_eq!(
+            (
+                g.data_start,
+                g.data_slots,
+                g.record_capacity,
+                g.meta_sectors,
+                g.meta_b_start
+            ),
+            (24, 504, 504, 24, 528)
+        );
         assert_eq!(g.record_blocks(), 2);
         // Extra records for pending blocks make the metadata larger.
         let g = Geometry::for_spare(64, 4096, 300).unwrap();
-        assert_eq!((g.record_capacity, g.meta_sectors, g.data_slots), (300 + g.data_slots, 24, 2));
+        assert_eq!(
+            (g.record_capacity, g.meta_sectors, g.data_slots),
+            (300 + g.data_slots, 24, 2)
+        );
     }
 
     #[test]
     fn geometry_refusals() {
-        assert_eq!(Geometry::for_spare(1 << 20, 1000, 0), Err(GeometryError::BlockSize));
-        assert_eq!(Geometry::for_spare(1 << 20, 256, 0), Err(GeometryError::BlockSize));
-        assert_eq!(Geometry::for_spare(1 << 30, 2 << 20, 0), Err(GeometryError::BlockSize));
+        assert_eq!(
+            Geometry::for_spare(1 << 20, 1000, 0),
+            Err(GeometryError::BlockSize)
+        );
+        assert_eq!(
+            Geometry::for_spare(1 << 20, 256, 0),
+            Err(GeometryError::BlockSize)
+        );
+        assert_eq!(
+            Geometry::for_spare(1 << 30, 2 << 20, 0),
+            Err(GeometryError::BlockSize)
+        );
         // 40 sectors: two copies of 16 sectors leave 8 sectors: exactly one 4 KiB slot.
         assert_eq!(Geometry::for_spare(40, 4096, 0).unwrap().data_slots, 1);
-        assert_eq!(Geometry::for_spare(39, 4096, 0), Err(GeometryError::TooSmall));
-        assert_eq!(Geometry::for_spare(0, 4096, 0), Err(GeometryError::TooSmall));
-        assert_eq!(Geometry::for_spare(1 << 40, 4096, u64::MAX), Err(GeometryError::TooSmall));
+        assert_eq!(
+            Geometry::for_spare(39, 4096, 0),
+            Err(GeometryError::TooSmall)
+        );
+        assert_eq!(
+            Geometry::for_spare(0, 4096, 0),
+            Err(GeometryError::TooSmall)
+        );
+        assert_eq!(
+            Geometry::for_spare(1 << 40, 4096, u64::MAX),
+            Err(GeometryError::TooSmall)
+        );
         // Record block indexes are 32-bit: that bounds the slots of a huge spare.
         let g = Geometry::for_spare(u64::MAX, 512, 0).unwrap();
         assert_eq!(g.data_slots, RECORDS_PER_BLOCK as u64 * u64::from(u32::MAX));
@@ -1862,7 +2103,10 @@ mod tests {
         };
         let mut b = vec![0xEEu8; MD_BLOCK_SIZE + 7];
         encode_superblock(&sb, &mut b).unwrap();
-        assert!(b[MD_BLOCK_SIZE..].iter().all(|&x| x == 0xEE), "nothing past the block");
+        assert!(
+            b[MD_BLOCK_SIZE..].iter().all(|&x| x == 0xEE),
+            "nothing past the block"
+        );
         let b = &b[..MD_BLOCK_SIZE];
         assert_eq!(&b[0..4], b"DMRM");
         assert_eq!(le32(b, 0x08), 1);
@@ -1885,7 +2129,10 @@ mod tests {
         z[4..8].fill(0);
         assert_eq!(le32(b, 4), crc32c::crc32c(&z));
         assert_eq!(decode_superblock(b, CopyId::B, 64), Ok(sb));
-        assert_eq!(decode_superblock(b, CopyId::A, 64), Err(CopyError::Superblock { field: Field::Copy }));
+        assert_eq!(
+            decode_superblock(b, CopyId::A, 64),
+            Err(CopyError::Superblock { field: Field::Copy })
+        );
     }
 
     #[test]
@@ -1898,10 +2145,19 @@ mod tests {
         assert_eq!(&b[0..4], b"DMRR");
         assert_eq!(le64(&b, 0x08), 9);
         assert_eq!(&b[0x10..0x20], b"0123456789abcdef");
-        assert_eq!((le32(&b, 0x20), le32(&b, 0x24), le32(&b, 0x28)), (0x42, 0, 2));
+        assert_eq!(
+            (le32(&b, 0x20), le32(&b, 0x24), le32(&b, 0x28)),
+            (0x42, 0, 2)
+        );
         assert!(b[0x2c..0x40].iter().all(|&x| x == 0));
-        assert_eq!(&b[0x40..0x50], &[5, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1]);
-        assert_eq!(&b[0x50..0x60], &[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(
+            &b[0x40..0x50],
+            &[5, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(
+            &b[0x50..0x60],
+            &[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
+        );
         assert!(b[0x60..].iter().all(|&x| x == 0));
         let rb_crc = le32(&b, 4);
         let mut z = b.clone();
@@ -1912,11 +2168,20 @@ mod tests {
         assert_eq!(sector, 56);
         assert_eq!((sb.nr_records, sb.nr_remapped, sb.nr_pending), (2, 1, 1));
         assert_eq!(sb.records_crc, crc32c::crc32c(&rb_crc.to_le_bytes()));
-        assert_eq!(entry_from_disk(0x0100_0000_0000_0007), Ok(Entry::Remapped { slot: 7 }));
+        assert_eq!(
+            entry_from_disk(0x0100_0000_0000_0007),
+            Ok(Entry::Remapped { slot: 7 })
+        );
         assert_eq!(entry_from_disk(0x0200_0000_0000_0000), Ok(Entry::Pending));
-        assert_eq!(entry_from_disk(0x0200_0000_0000_0001), Err(RecordProblem::PendingSlot));
+        assert_eq!(
+            entry_from_disk(0x0200_0000_0000_0001),
+            Err(RecordProblem::PendingSlot)
+        );
         assert_eq!(entry_from_disk(0), Err(RecordProblem::State));
-        assert_eq!(entry_from_disk(0x0300_0000_0000_0000), Err(RecordProblem::State));
+        assert_eq!(
+            entry_from_disk(0x0300_0000_0000_0000),
+            Err(RecordProblem::State)
+        );
     }
 
     #[test]
@@ -1925,12 +2190,25 @@ mod tests {
         let r = recs(300, 3);
         let mut img = blank(&set);
         let mut buf = vec![0u8; MD_BLOCK_SIZE];
-        format(&mut Image(&mut img[..]), &set, r.iter().copied(), &mut buf, None).unwrap();
+        format(
+            &mut Image(&mut img[..]),
+            &set,
+            r.iter().copied(),
+            &mut buf,
+            None,
+        )
+        .unwrap();
         let (l, got, bits) = load_img(&img, &Expect::default()).unwrap();
         assert_eq!(got, r);
-        assert_eq!((l.winner, l.sb.seq, l.other, l.next_seq), (CopyId::B, 2, CopyStatus::Valid { seq: 1 }, 3));
+        assert_eq!(
+            (l.winner, l.sb.seq, l.other, l.next_seq),
+            (CopyId::B, 2, CopyStatus::Valid { seq: 1 }, 3)
+        );
         assert_eq!(l.commit_target(), CopyId::A);
-        assert_eq!((l.sb.nr_records, l.sb.nr_remapped, l.sb.nr_pending), (300, 240, 60));
+        assert_eq!(
+            (l.sb.nr_records, l.sb.nr_remapped, l.sb.nr_pending),
+            (300, 240, 60)
+        );
         let used: u64 = bits.iter().map(|w| u64::from(w.count_ones())).sum();
         assert_eq!(used, 240);
         for (_, e) in &r {
@@ -1940,7 +2218,11 @@ mod tests {
         }
         // Both copies are complete: blocks 0 and 1 of each, plus the superblocks.
         for s in [0u64, 8, 16, 528, 536, 544] {
-            assert_ne!(&img[(s * 512) as usize..(s * 512 + 4) as usize], &[0, 0, 0, 0], "sector {s}");
+            assert_ne!(
+                &img[(s * 512) as usize..(s * 512 + 4) as usize],
+                &[0, 0, 0, 0],
+                "sector {s}"
+            );
         }
         // The data area was not touched.
         assert!(img[24 * 512..528 * 512].iter().all(|&x| x == 0));
@@ -1951,10 +2233,20 @@ mod tests {
         let set = small_set();
         let mut img = blank(&set);
         let mut buf = vec![0u8; MD_BLOCK_SIZE];
-        format(&mut Image(&mut img[..]), &set, core::iter::empty(), &mut buf, None).unwrap();
+        format(
+            &mut Image(&mut img[..]),
+            &set,
+            core::iter::empty(),
+            &mut buf,
+            None,
+        )
+        .unwrap();
         let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
         assert!(got.is_empty());
-        assert_eq!((l.sb.nr_records, l.sb.records_crc, l.winner), (0, 0, CopyId::B));
+        assert_eq!(
+            (l.sb.nr_records, l.sb.records_crc, l.winner),
+            (0, 0, CopyId::B)
+        );
         // Nothing but the two superblocks was written.
         assert!(img[4096..56 * 512].iter().all(|&x| x == 0));
     }
@@ -1963,16 +2255,38 @@ mod tests {
     fn blank_damaged_and_foreign_spares() {
         let set = small_set();
         let mut img = blank(&set);
-        assert_eq!(load_img(&img, &Expect::default()).err(), Some(LoadError::Blank));
+        assert_eq!(
+            load_img(&img, &Expect::default()).err(),
+            Some(LoadError::Blank)
+        );
         // Data outside the superblock blocks does not make it non-blank.
         img[20 * 512] = 1;
-        assert_eq!(load_img(&img, &Expect::default()).err(), Some(LoadError::Blank));
+        assert_eq!(
+            load_img(&img, &Expect::default()).err(),
+            Some(LoadError::Blank)
+        );
         let mut buf = vec![0u8; MD_BLOCK_SIZE];
-        format(&mut Image(&mut img[..]), &set, core::iter::empty(), &mut buf, None).unwrap();
+        format(
+            &mut Image(&mut img[..]),
+            &set,
+            core::iter::empty(),
+            &mut buf,
+            None,
+        )
+        .unwrap();
         assert!(load_img(&img, &Expect::default()).is_ok());
         // Formatting over metadata is refused and writes nothing.
         let before = img.clone();
-        assert_eq!(format(&mut Image(&mut img[..]), &set, core::iter::empty(), &mut buf, None), Err(FormatError::NotBlank));
+        assert_eq!(
+            format(
+                &mut Image(&mut img[..]),
+                &set,
+                core::iter::empty(),
+                &mut buf,
+                None
+            ),
+            Err(FormatError::NotBlank)
+        );
         assert_eq!(img, before);
         // Both superblocks destroyed: damaged, not blank, and not formattable.
         img[100] ^= 0x10;
@@ -1986,26 +2300,61 @@ mod tests {
             }
         );
         let msg = std::format!("{err}");
-        assert!(msg.contains("copy A: superblock field crc") && msg.contains("copy B: superblock field crc"), "{msg}");
-        assert_eq!(format(&mut Image(&mut img[..]), &set, core::iter::empty(), &mut buf, None), Err(FormatError::NotBlank));
+        assert!(
+            msg.contains("copy A: superblock field crc")
+                && msg.contains("copy B: superblock field crc"),
+            "{msg}"
+        );
+        assert_eq!(
+            format(
+                &mut Image(&mut img[..]),
+                &set,
+                core::iter::empty(),
+                &mut buf,
+                None
+            ),
+            Err(FormatError::NotBlank)
+        );
         // Foreign data (no magic anywhere).
         let foreign: Vec<u8> = (0..64 * 512).map(|i| (i % 251) as u8).collect();
         assert!(matches!(
             load_img(&foreign, &Expect::default()),
             Err(LoadError::NoValidCopy {
-                a: CopyError::Superblock { field: Field::Magic },
-                b: CopyError::Superblock { field: Field::Magic }
+                a: CopyError::Superblock {
+                    field: Field::Magic
+                },
+                b: CopyError::Superblock {
+                    field: Field::Magic
+                }
             })
         ));
         // Only one superblock blank, the other garbage: damaged.
         let mut one = blank(&set);
         one[56 * 512..].fill(0xAB);
-        assert!(matches!(load_img(&one, &Expect::default()), Err(LoadError::NoValidCopy { a: CopyError::Blank, .. })));
+        assert!(matches!(
+            load_img(&one, &Expect::default()),
+            Err(LoadError::NoValidCopy {
+                a: CopyError::Blank,
+                ..
+            })
+        ));
         // Too small to hold anything.
-        assert_eq!(load_img(&[0u8; 15 * 512], &Expect::default()).err(), Some(LoadError::SpareTooSmall { sectors: 15 }));
+        assert_eq!(
+            load_img(&[0u8; 15 * 512], &Expect::default()).err(),
+            Some(LoadError::SpareTooSmall { sectors: 15 })
+        );
         // A geometry for another size is refused before anything is written.
         let mut small = vec![0u8; 72 * 512];
-        assert_eq!(format(&mut Image(&mut small[..]), &set, core::iter::empty(), &mut buf, None), Err(FormatError::SpareSize));
+        assert_eq!(
+            format(
+                &mut Image(&mut small[..]),
+                &set,
+                core::iter::empty(),
+                &mut buf,
+                None
+            ),
+            Err(FormatError::SpareSize)
+        );
         assert!(small.iter().all(|&x| x == 0));
     }
 
@@ -2016,7 +2365,10 @@ mod tests {
         let mut img = blank(&set);
         commit(&mut img, &set, CopyId::A, 1, &recs(3, 2));
         let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
-        assert_eq!((l.winner, l.other, got.len()), (CopyId::A, CopyStatus::Bad(CopyError::Blank), 3));
+        assert_eq!(
+            (l.winner, l.other, got.len()),
+            (CopyId::A, CopyStatus::Bad(CopyError::Blank), 3)
+        );
         assert!(l.other_bad());
         assert_eq!(l.commit_target(), CopyId::B);
     }
@@ -2034,22 +2386,74 @@ mod tests {
         };
         assert!(load_img(&img, &ok).is_ok());
         let cases: [(Expect<'_>, Field); 5] = [
-            (Expect { main_id: Some(b"SERIAL-0002"), ..ok }, Field::MainId),
-            (Expect { main_id: Some(b"SERIAL-000"), ..ok }, Field::MainId),
-            (Expect { main_sectors: Some((1 << 20) + 8), ..ok }, Field::MainSectors),
-            (Expect { main_offset: Some(8), ..ok }, Field::MainOffset),
-            (Expect { block_size: Some(8192), ..ok }, Field::BlockSize),
+            (
+                Expect {
+                    main_id: Some(b"SERIAL-0002"),
+                    ..ok
+                },
+                Field::MainId,
+            ),
+            (
+                Expect {
+                    main_id: Some(b"SERIAL-000"),
+                    ..ok
+                },
+                Field::MainId,
+            ),
+            (
+                Expect {
+                    main_sectors: Some((1 << 20) + 8),
+                    ..ok
+                },
+                Field::MainSectors,
+            ),
+            (
+                Expect {
+                    main_offset: Some(8),
+                    ..ok
+                },
+                Field::MainOffset,
+            ),
+            (
+                Expect {
+                    block_size: Some(8192),
+                    ..ok
+                },
+                Field::BlockSize,
+            ),
         ];
         for (e, field) in cases {
             let err = load_img(&img, &e).unwrap_err();
-            assert_eq!(err, LoadError::Mismatch { copy: CopyId::A, field });
+            assert_eq!(
+                err,
+                LoadError::Mismatch {
+                    copy: CopyId::A,
+                    field
+                }
+            );
             if field != Field::BlockSize {
-                assert!(std::format!("{err}").contains("another main device"), "{err}");
+                assert!(
+                    std::format!("{err}").contains("another main device"),
+                    "{err}"
+                );
             }
         }
         let mut u = UUID;
         u[0] ^= 1;
-        assert_eq!(load_img(&img, &Expect { uuid: Some(u), ..ok }).unwrap_err(), LoadError::Mismatch { copy: CopyId::A, field: Field::Uuid });
+        assert_eq!(
+            load_img(
+                &img,
+                &Expect {
+                    uuid: Some(u),
+                    ..ok
+                }
+            )
+            .unwrap_err(),
+            LoadError::Mismatch {
+                copy: CopyId::A,
+                field: Field::Uuid
+            }
+        );
     }
 
     #[test]
@@ -2059,7 +2463,13 @@ mod tests {
         img.extend_from_slice(&[0u8; 8 * 512]);
         assert_eq!(
             load_img(&img, &Expect::default()).unwrap_err(),
-            LoadError::NoValidCopy { a: CopyError::SpareSize { recorded: 64, actual: 72 }, b: CopyError::Blank }
+            LoadError::NoValidCopy {
+                a: CopyError::SpareSize {
+                    recorded: 64,
+                    actual: 72
+                },
+                b: CopyError::Blank
+            }
         );
     }
 
@@ -2068,7 +2478,14 @@ mod tests {
         let set = two_block_set();
         let mut img = blank(&set);
         let mut buf = vec![0u8; MD_BLOCK_SIZE];
-        format(&mut Image(&mut img[..]), &set, core::iter::empty(), &mut buf, None).unwrap();
+        format(
+            &mut Image(&mut img[..]),
+            &set,
+            core::iter::empty(),
+            &mut buf,
+            None,
+        )
+        .unwrap();
         let mut model: BTreeMap<u64, Entry> = BTreeMap::new();
         for round in 0..6u64 {
             let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
@@ -2078,7 +2495,14 @@ mod tests {
             for i in 0..70 {
                 let blk = round * 1000 + i * 7;
                 let slot = round * 70 + i;
-                model.insert(blk, if i % 9 == 0 { Entry::Pending } else { Entry::Remapped { slot } });
+                model.insert(
+                    blk,
+                    if i % 9 == 0 {
+                        Entry::Pending
+                    } else {
+                        Entry::Remapped { slot }
+                    },
+                );
             }
             let v: Recs = model.iter().map(|(&b, &e)| (b, e)).collect();
             commit(&mut img, &set, l.commit_target(), l.next_seq, &v);
@@ -2091,7 +2515,9 @@ mod tests {
             CopyId::A => (0usize, 8usize),
             CopyId::B => (56, 48),
         };
-        (sb * 512..sb * 512 + MD_BLOCK_SIZE).chain(rb * 512..rb * 512 + MD_BLOCK_SIZE).collect()
+        (sb * 512..sb * 512 + MD_BLOCK_SIZE)
+            .chain(rb * 512..rb * 512 + MD_BLOCK_SIZE)
+            .collect()
     }
 
     /// Corrupt byte `pos` of `img` with `xor` and check that the load falls back to the other copy
@@ -2106,7 +2532,11 @@ mod tests {
             CopyId::B => (CopyId::A, a),
         };
         assert_eq!(l.winner, want_winner, "byte {pos} ^ {xor:#x} not detected");
-        assert!(matches!(l.other, CopyStatus::Bad(_)), "byte {pos} ^ {xor:#x}: {:?}", l.other);
+        assert!(
+            matches!(l.other, CopyStatus::Bad(_)),
+            "byte {pos} ^ {xor:#x}: {:?}",
+            l.other
+        );
         assert_eq!(&got, want, "byte {pos} ^ {xor:#x}");
     }
 
@@ -2189,7 +2619,11 @@ mod tests {
                 assert_eq!((l.winner, l.sb.seq, &got), (CopyId::A, 3, &r3));
                 assert_eq!(l.other, CopyStatus::Valid { seq: 2 });
             } else {
-                assert_eq!((l.winner, l.sb.seq, &got), (CopyId::A, 3, &r3), "mask {mask:#b}");
+                assert_eq!(
+                    (l.winner, l.sb.seq, &got),
+                    (CopyId::A, 3, &r3),
+                    "mask {mask:#b}"
+                );
                 assert!(l.other_bad(), "mask {mask:#b}: {:?}", l.other);
             }
             // A sequence number seen in an intact superblock is never reused.
@@ -2211,9 +2645,17 @@ mod tests {
                 let complete = img[at..at + MD_BLOCK_SIZE] == d[..];
                 let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
                 if complete {
-                    assert_eq!((l.winner, l.sb.seq, got == r4), (CopyId::B, 4, true), "block {i} after {k} sectors");
+                    assert_eq!(
+                        (l.winner, l.sb.seq, got == r4),
+                        (CopyId::B, 4, true),
+                        "block {i} after {k} sectors"
+                    );
                 } else {
-                    assert_eq!((l.winner, l.sb.seq, got == r3), (CopyId::A, 3, true), "block {i} torn after {k} sectors");
+                    assert_eq!(
+                        (l.winner, l.sb.seq, got == r3),
+                        (CopyId::A, 3, true),
+                        "block {i} torn after {k} sectors"
+                    );
                     assert!(l.other_bad());
                     torn += 1;
                 }
@@ -2241,11 +2683,21 @@ mod tests {
         apply(&mut img, second[2].0, &second[2].1);
         let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
         assert_eq!((l.winner, &got), (CopyId::A, &r3));
-        assert_eq!(l.other, CopyStatus::Bad(CopyError::Totals { field: Field::RecordsCrc }));
+        assert_eq!(
+            l.other,
+            CopyStatus::Bad(CopyError::Totals {
+                field: Field::RecordsCrc
+            })
+        );
     }
 
     /// Overwrite a field of the block at `sector`, reseal it, and load.
-    fn forged(img: &[u8], sector: u64, off: usize, bytes: &[u8]) -> Result<(Loaded, Recs, Vec<u64>), LoadError> {
+    fn forged(
+        img: &[u8],
+        sector: u64,
+        off: usize,
+        bytes: &[u8],
+    ) -> Result<(Loaded, Recs, Vec<u64>), LoadError> {
         let mut img = img.to_vec();
         let s = (sector * 512) as usize;
         img[s + off..s + off + bytes.len()].copy_from_slice(bytes);
@@ -2269,44 +2721,146 @@ mod tests {
         let sb = |f: Field| CopyError::Superblock { field: f };
         let cases: Vec<(usize, Vec<u8>, CopyError)> = vec![
             (L::SB_MAGIC, b"DMRX".to_vec(), sb(Field::Magic)),
-            (L::SB_VERSION, 2u32.to_le_bytes().to_vec(), sb(Field::Version)),
-            (L::SB_COPY, COPY_ID_B.to_le_bytes().to_vec(), sb(Field::Copy)),
+            (
+                L::SB_VERSION,
+                2u32.to_le_bytes().to_vec(),
+                sb(Field::Version),
+            ),
+            (
+                L::SB_COPY,
+                COPY_ID_B.to_le_bytes().to_vec(),
+                sb(Field::Copy),
+            ),
             (L::SB_SEQ, 0u64.to_le_bytes().to_vec(), sb(Field::Seq)),
-            (L::SB_INCOMPAT, 1u32.to_le_bytes().to_vec(), sb(Field::Features)),
+            (
+                L::SB_INCOMPAT,
+                1u32.to_le_bytes().to_vec(),
+                sb(Field::Features),
+            ),
             (L::SB_UUID, [0u8; 16].to_vec(), sb(Field::Uuid)),
-            (L::SB_MAIN_SECTORS, 0u64.to_le_bytes().to_vec(), sb(Field::MainSectors)),
-            (L::SB_MAIN_OFFSET, (1u64 << 20).to_le_bytes().to_vec(), sb(Field::MainOffset)),
+            (
+                L::SB_MAIN_SECTORS,
+                0u64.to_le_bytes().to_vec(),
+                sb(Field::MainSectors),
+            ),
+            (
+                L::SB_MAIN_OFFSET,
+                (1u64 << 20).to_le_bytes().to_vec(),
+                sb(Field::MainOffset),
+            ),
             (L::SB_MAIN_ID, [0u8].to_vec(), sb(Field::MainId)),
             (L::SB_MAIN_ID + 20, [b'x'].to_vec(), sb(Field::MainId)),
-            (L::SB_BLOCK_SIZE, 3000u32.to_le_bytes().to_vec(), sb(Field::BlockSize)),
-            (L::SB_BLOCK_SIZE, 8192u32.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_MD_BLOCK_SIZE, 512u32.to_le_bytes().to_vec(), sb(Field::MdBlockSize)),
-            (L::SB_SPARE_SECTORS, 72u64.to_le_bytes().to_vec(), CopyError::SpareSize { recorded: 72, actual: 64 }),
-            (L::SB_META_A_START, 8u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_META_B_START, 40u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_META_SECTORS, 24u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_DATA_START, 8u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_DATA_SLOTS, 5u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_DATA_SLOTS, 3u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_RECORD_CAPACITY, 3u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_RECORD_CAPACITY, 300u64.to_le_bytes().to_vec(), sb(Field::Geometry)),
-            (L::SB_NR_RECORDS, 5u64.to_le_bytes().to_vec(), sb(Field::Counts)),
-            (L::SB_NR_REMAPPED, 3u64.to_le_bytes().to_vec(), sb(Field::Counts)),
-            (L::SB_NR_PENDING, 1u64.to_le_bytes().to_vec(), sb(Field::Counts)),
-            (L::SB_RECORD_BLOCKS, 2u32.to_le_bytes().to_vec(), sb(Field::RecordBlocks)),
+            (
+                L::SB_BLOCK_SIZE,
+                3000u32.to_le_bytes().to_vec(),
+                sb(Field::BlockSize),
+            ),
+            (
+                L::SB_BLOCK_SIZE,
+                8192u32.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_MD_BLOCK_SIZE,
+                512u32.to_le_bytes().to_vec(),
+                sb(Field::MdBlockSize),
+            ),
+            (
+                L::SB_SPARE_SECTORS,
+                72u64.to_le_bytes().to_vec(),
+                CopyError::SpareSize {
+                    recorded: 72,
+                    actual: 64,
+                },
+            ),
+            (
+                L::SB_META_A_START,
+                8u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_META_B_START,
+                40u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_META_SECTORS,
+                24u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_DATA_START,
+                8u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_DATA_SLOTS,
+                5u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_DATA_SLOTS,
+                3u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_RECORD_CAPACITY,
+                3u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_RECORD_CAPACITY,
+                300u64.to_le_bytes().to_vec(),
+                sb(Field::Geometry),
+            ),
+            (
+                L::SB_NR_RECORDS,
+                5u64.to_le_bytes().to_vec(),
+                sb(Field::Counts),
+            ),
+            (
+                L::SB_NR_REMAPPED,
+                3u64.to_le_bytes().to_vec(),
+                sb(Field::Counts),
+            ),
+            (
+                L::SB_NR_PENDING,
+                1u64.to_le_bytes().to_vec(),
+                sb(Field::Counts),
+            ),
+            (
+                L::SB_RECORD_BLOCKS,
+                2u32.to_le_bytes().to_vec(),
+                sb(Field::RecordBlocks),
+            ),
             (L::SB_RESERVED + 100, [1u8].to_vec(), sb(Field::Reserved)),
             (MD_BLOCK_SIZE - 1, [1u8].to_vec(), sb(Field::Reserved)),
-            (L::SB_RECORDS_CRC, 1u32.to_le_bytes().to_vec(), CopyError::Totals { field: Field::RecordsCrc }),
+            (
+                L::SB_RECORDS_CRC,
+                1u32.to_le_bytes().to_vec(),
+                CopyError::Totals {
+                    field: Field::RecordsCrc,
+                },
+            ),
         ];
         for (off, bytes, want) in cases {
-            assert_eq!(a_error(forged(&img, 0, off, &bytes), off), want, "superblock offset {off:#x}");
+            assert_eq!(
+                a_error(forged(&img, 0, off, &bytes), off),
+                want,
+                "superblock offset {off:#x}"
+            );
         }
         // Consistent counts that do not match the records.
         let mut both = img.clone();
         both[L::SB_NR_REMAPPED] = 2;
         both[L::SB_NR_PENDING] = 2;
         seal(&mut both[..MD_BLOCK_SIZE]);
-        assert_eq!(a_error(load_img(&both, &Expect::default()), L::SB_NR_PENDING), CopyError::Totals { field: Field::Counts });
+        assert_eq!(
+            a_error(load_img(&both, &Expect::default()), L::SB_NR_PENDING),
+            CopyError::Totals {
+                field: Field::Counts
+            }
+        );
     }
 
     #[test]
@@ -2337,31 +2891,72 @@ mod tests {
         ];
         let img = two_commits(&set, &a, &recs(3, 5));
         let rb = |f: Field| CopyError::RecordBlock { index: 0, field: f };
-        let rec = |pos: u32, block: u64, p: RecordProblem| CopyError::Record { index: 0, pos, block, problem: p };
+        let rec = |pos: u32, block: u64, p: RecordProblem| CopyError::Record {
+            index: 0,
+            pos,
+            block,
+            problem: p,
+        };
         let r0 = L::RB_RECORDS;
         let state = |s: u64, slot: u64| ((s << 56) | slot).to_le_bytes().to_vec();
         let cases: Vec<(usize, Vec<u8>, CopyError)> = vec![
             (L::RB_MAGIC, b"DMRM".to_vec(), rb(Field::Magic)),
             (L::RB_SEQ, 2u64.to_le_bytes().to_vec(), rb(Field::Seq)),
             (L::RB_UUID + 3, [0u8].to_vec(), rb(Field::Uuid)),
-            (L::RB_COPY, COPY_ID_B.to_le_bytes().to_vec(), rb(Field::Copy)),
+            (
+                L::RB_COPY,
+                COPY_ID_B.to_le_bytes().to_vec(),
+                rb(Field::Copy),
+            ),
             (L::RB_INDEX, 1u32.to_le_bytes().to_vec(), rb(Field::Index)),
             (L::RB_COUNT, 3u32.to_le_bytes().to_vec(), rb(Field::Count)),
             (L::RB_RESERVED, [1u8].to_vec(), rb(Field::Reserved)),
             (0x3f, [1u8].to_vec(), rb(Field::Reserved)),
             (r0 + 8, state(3, 3), rec(0, 1, RecordProblem::State)),
             (r0 + 8, state(0, 3), rec(0, 1, RecordProblem::State)),
-            (r0 + 32 + 8, state(2, 1), rec(2, 7, RecordProblem::PendingSlot)),
-            (r0 + 8, state(1, 4), rec(0, 1, RecordProblem::SlotOutOfRange)),
+            (
+                r0 + 32 + 8,
+                state(2, 1),
+                rec(2, 7, RecordProblem::PendingSlot),
+            ),
+            (
+                r0 + 8,
+                state(1, 4),
+                rec(0, 1, RecordProblem::SlotOutOfRange),
+            ),
             (r0 + 8, state(1, 2), rec(1, 4, RecordProblem::SlotInUse)),
-            (r0, 4u64.to_le_bytes().to_vec(), rec(1, 4, RecordProblem::Order)),
-            (r0 + 16, 0u64.to_le_bytes().to_vec(), rec(1, 0, RecordProblem::Order)),
-            (r0 + 48, (1u64 << 17).to_le_bytes().to_vec(), rec(3, 1 << 17, RecordProblem::BlockOutOfRange)),
-            (r0 + 64 + 8, state(1, 1), rec(4, 0, RecordProblem::UnusedNotZero)),
-            (MD_BLOCK_SIZE - 1, [1u8].to_vec(), rec(251, 0, RecordProblem::UnusedNotZero)),
+            (
+                r0,
+                4u64.to_le_bytes().to_vec(),
+                rec(1, 4, RecordProblem::Order),
+            ),
+            (
+                r0 + 16,
+                0u64.to_le_bytes().to_vec(),
+                rec(1, 0, RecordProblem::Order),
+            ),
+            (
+                r0 + 48,
+                (1u64 << 17).to_le_bytes().to_vec(),
+                rec(3, 1 << 17, RecordProblem::BlockOutOfRange),
+            ),
+            (
+                r0 + 64 + 8,
+                state(1, 1),
+                rec(4, 0, RecordProblem::UnusedNotZero),
+            ),
+            (
+                MD_BLOCK_SIZE - 1,
+                [1u8].to_vec(),
+                rec(251, 0, RecordProblem::UnusedNotZero),
+            ),
         ];
         for (off, bytes, want) in cases {
-            assert_eq!(a_error(forged(&img, 8, off, &bytes), off), want, "record block offset {off:#x}");
+            assert_eq!(
+                a_error(forged(&img, 8, off, &bytes), off),
+                want,
+                "record block offset {off:#x}"
+            );
         }
         // Display names the copy, the block and the field.
         let mut bad = img.clone();
@@ -2370,7 +2965,11 @@ mod tests {
         bad[56 * 512] ^= 1;
         let err = load_img(&bad, &Expect::default()).unwrap_err();
         let msg = std::format!("{err}");
-        assert!(msg.contains("copy A: record block 0: field seq") && msg.contains("copy B: superblock field magic"), "{msg}");
+        assert!(
+            msg.contains("copy A: record block 0: field seq")
+                && msg.contains("copy B: superblock field magic"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -2381,45 +2980,100 @@ mod tests {
         let go = |r: Recs, bits: Option<&mut [u64]>| -> Result<Superblock, WriteError> {
             let mut img = blank(&set);
             let mut buf = vec![0u8; MD_BLOCK_SIZE];
-            write_copy(&mut Image(&mut img[..]), &set, CopyId::A, 1, r.into_iter(), &mut buf, bits)
+            write_copy(
+                &mut Image(&mut img[..]),
+                &set,
+                CopyId::A,
+                1,
+                r.into_iter(),
+                &mut buf,
+                bits,
+            )
         };
         let rec = |block, problem| WriteError::Encode(EncodeError::Record { block, problem });
         let rm = |slot| Entry::Remapped { slot };
-        assert_eq!(go(vec![(5, rm(0)), (5, rm(1))], None), Err(rec(5, RecordProblem::Order)));
-        assert_eq!(go(vec![(5, rm(0)), (4, rm(1))], None), Err(rec(4, RecordProblem::Order)));
-        assert_eq!(go(vec![(5, rm(4))], None), Err(rec(5, RecordProblem::SlotOutOfRange)));
-        assert_eq!(go(vec![(5, rm(MAX_SLOT_TEST))], None), Err(rec(5, RecordProblem::SlotOutOfRange)));
-        assert_eq!(go(vec![(1 << 17, rm(0))], None), Err(rec(1 << 17, RecordProblem::BlockOutOfRange)));
-        assert_eq!(go(vec![(1, rm(2)), (2, rm(2))], Some(&mut bits)), Err(rec(2, RecordProblem::SlotInUse)));
-        assert!(go(vec![(1, rm(2)), (2, rm(2))], None).is_ok(), "without a bitmap only the loader checks slots");
+        assert_eq!(
+            go(vec![(5, rm(0)), (5, rm(1))], None),
+            Err(rec(5, RecordProblem::Order))
+        );
+        assert_eq!(
+            go(vec![(5, rm(0)), (4, rm(1))], None),
+            Err(rec(4, RecordProblem::Order))
+        );
+        assert_eq!(
+            go(vec![(5, rm(4))], None),
+            Err(rec(5, RecordProblem::SlotOutOfRange))
+        );
+        assert_eq!(
+            go(vec![(5, rm(MAX_SLOT_TEST))], None),
+            Err(rec(5, RecordProblem::SlotOutOfRange))
+        );
+        assert_eq!(
+            go(vec![(1 << 17, rm(0))], None),
+            Err(rec(1 << 17, RecordProblem::BlockOutOfRange))
+        );
+        assert_eq!(
+            go(vec![(1, rm(2)), (2, rm(2))], Some(&mut bits)),
+            Err(rec(2, RecordProblem::SlotInUse))
+        );
+        assert!(
+            go(vec![(1, rm(2)), (2, rm(2))], None).is_ok(),
+            "without a bitmap only the loader checks slots"
+        );
         let five: Recs = (0..5).map(|i| (i, Entry::Pending)).collect();
-        assert_eq!(go(five, None), Err(WriteError::Encode(EncodeError::TooManyRecords)));
+        assert_eq!(
+            go(five, None),
+            Err(WriteError::Encode(EncodeError::TooManyRecords))
+        );
         assert_eq!(
             CopyEncoder::new(&set, CopyId::A, 0, None).err().map(|_| ()),
             Some(()),
             "seq 0 refused"
         );
         let mut short = [0u64; 0];
-        assert_eq!(CopyEncoder::new(&set, CopyId::A, 1, Some(&mut short)).err(), Some(EncodeError::BitmapTooSmall { need: 1 }));
+        assert_eq!(
+            CopyEncoder::new(&set, CopyId::A, 1, Some(&mut short)).err(),
+            Some(EncodeError::BitmapTooSmall { need: 1 })
+        );
         let mut bad = set;
         bad.geometry.data_slots += 1;
-        assert_eq!(CopyEncoder::new(&bad, CopyId::A, 1, None).err(), Some(EncodeError::Set { field: Field::Geometry }));
+        assert_eq!(
+            CopyEncoder::new(&bad, CopyId::A, 1, None).err(),
+            Some(EncodeError::Set {
+                field: Field::Geometry
+            })
+        );
         // A short buffer; finish before the iterator is exhausted, or after an error.
         let mut enc = CopyEncoder::new(&set, CopyId::A, 1, None).unwrap();
         let mut it = [(1u64, Entry::Pending)].into_iter();
-        assert_eq!(enc.next_block(&mut it, &mut buf[..100]), Err(EncodeError::BufferTooSmall));
+        assert_eq!(
+            enc.next_block(&mut it, &mut buf[..100]),
+            Err(EncodeError::BufferTooSmall)
+        );
         assert_eq!(enc.finish(&mut buf).err(), Some(EncodeError::Unfinished));
         let mut enc = CopyEncoder::new(&set, CopyId::A, 1, None).unwrap();
         let mut it = [(2u64, Entry::Pending), (1, Entry::Pending)].into_iter();
         assert!(enc.next_block(&mut it, &mut buf).is_err());
-        assert_eq!(enc.next_block(&mut it, &mut buf), Err(EncodeError::Unfinished));
+        assert_eq!(
+            enc.next_block(&mut it, &mut buf),
+            Err(EncodeError::Unfinished)
+        );
         assert_eq!(enc.finish(&mut buf).err(), Some(EncodeError::Unfinished));
         // format with a bad record writes nothing.
         let mut img = blank(&set);
         let r = [(3u64, rm(0)), (2, rm(1))];
         assert!(matches!(
-            format(&mut Image(&mut img[..]), &set, r.iter().copied(), &mut buf, None),
-            Err(FormatError::Write { copy: CopyId::A, error: WriteError::Encode(EncodeError::Record { .. }) })
+            format(
+                &mut Image(&mut img[..]),
+                &set,
+                r.iter().copied(),
+                &mut buf,
+                None
+            ),
+            Err(FormatError::Write {
+                copy: CopyId::A,
+                error: WriteError::Encode(EncodeError::Record { .. })
+            })
         ));
         assert!(img.iter().all(|&x| x == 0));
     }
@@ -2443,18 +3097,46 @@ mod tests {
         let mut buf = vec![0u8; MD_BLOCK_SIZE];
         let mut bits = vec![0u64; 1];
         let mut out = Vec::new();
-        let l = load(&mut Failing(&img, 8), 64, &Expect::default(), &mut buf, &mut bits, |blk, e| {
-            out.push((blk, e));
-            Ok(())
-        })
+        let l = load(
+            &mut Failing(&img, 8),
+            64,
+            &Expect::default(),
+            &mut buf,
+            &mut bits,
+            |blk, e| {
+                out.push((blk, e));
+                Ok(())
+            },
+        )
         .unwrap();
-        assert_eq!((l.winner, l.other, &out), (CopyId::B, CopyStatus::Bad(CopyError::Io { sector: 8 }), &b));
-        let r = load(&mut Failing(&img, 0), 64, &Expect::default(), &mut buf, &mut [0u64; 0], |_, _| Ok(()));
+        assert_eq!(
+            (l.winner, l.other, &out),
+            (CopyId::B, CopyStatus::Bad(CopyError::Io { sector: 8 }), &b)
+        );
+        let r = load(
+            &mut Failing(&img, 0),
+            64,
+            &Expect::default(),
+            &mut buf,
+            &mut [0u64; 0],
+            |_, _| Ok(()),
+        );
         assert_eq!(r.err(), Some(LoadError::BitmapTooSmall { need: 1 }));
         // The sink can stop the load.
-        let r = load(&mut Image(&img[..]), 64, &Expect::default(), &mut buf, &mut bits, |blk, _| {
-            if blk == 4 { Err(SinkError) } else { Ok(()) }
-        });
+        let r = load(
+            &mut Image(&img[..]),
+            64,
+            &Expect::default(),
+            &mut buf,
+            &mut bits,
+            |blk, _| {
+                if blk == 4 {
+                    Err(SinkError)
+                } else {
+                    Ok(())
+                }
+            },
+        );
         assert_eq!(r.err(), Some(LoadError::Sink { block: 4 }));
     }
 
@@ -2464,11 +3146,17 @@ mod tests {
 
         /// A random remap set for a set of `slots` data slots and `main_blocks` main blocks.
         fn remap_set(slots: u64, main_blocks: u64, max: usize) -> impl Strategy<Value = Recs> {
-            (proptest::collection::btree_map(0..main_blocks, any::<bool>(), 0..max), Just(slots))
+            (
+                proptest::collection::btree_map(0..main_blocks, any::<bool>(), 0..max),
+                Just(slots),
+            )
                 .prop_flat_map(|(blocks, slots)| {
                     let n = blocks.len();
                     let all: Vec<u64> = (0..slots).collect();
-                    (Just(blocks), proptest::sample::subsequence(all, n.min(slots as usize)).prop_shuffle())
+                    (
+                        Just(blocks),
+                        proptest::sample::subsequence(all, n.min(slots as usize)).prop_shuffle(),
+                    )
                 })
                 .prop_map(|(blocks, slots)| {
                     let mut free = slots.into_iter();

@@ -78,15 +78,27 @@ pub struct Piece {
 pub fn plan<L: Lookup + ?Sized>(index: &L, rel: u64, sectors: u32, shift: u32) -> Piece {
     let first = rel >> shift;
     if sectors == 0 {
-        return Piece { sectors, dest: Dest::Main, block: first };
+        return Piece {
+            sectors,
+            dest: Dest::Main,
+            block: first,
+        };
     }
     let last = (rel + u64::from(sectors) - 1) >> shift;
     match index.first_in(first, last) {
-        None => Piece { sectors, dest: Dest::Main, block: first },
+        None => Piece {
+            sectors,
+            dest: Dest::Main,
+            block: first,
+        },
         Some((b, _)) if b > first => {
             // Main up to the first block that lives elsewhere.
             let n = (b << shift) - rel;
-            Piece { sectors: n as u32, dest: Dest::Main, block: first }
+            Piece {
+                sectors: n as u32,
+                dest: Dest::Main,
+                block: first,
+            }
         }
         Some((_, entry)) => {
             let end_of_block = (first + 1) << shift;
@@ -96,7 +108,11 @@ pub fn plan<L: Lookup + ?Sized>(index: &L, rel: u64, sectors: u32, shift: u32) -
                 Entry::Remapped { slot } => Dest::Spare((slot << shift) + within),
                 Entry::Pending => Dest::MainPending,
             };
-            Piece { sectors: n, dest, block: first }
+            Piece {
+                sectors: n,
+                dest,
+                block: first,
+            }
         }
     }
 }
@@ -116,7 +132,11 @@ mod tests {
 
     #[test]
     fn entry_round_trip() {
-        for e in [Entry::Pending, Entry::Remapped { slot: 0 }, Entry::Remapped { slot: MAX_SLOT }] {
+        for e in [
+            Entry::Pending,
+            Entry::Remapped { slot: 0 },
+            Entry::Remapped { slot: MAX_SLOT },
+        ] {
             assert_eq!(Entry::decode(e.encode()), e);
             assert!(e.encode() < (1 << 62), "fits an xarray value entry");
         }
@@ -125,7 +145,14 @@ mod tests {
     #[test]
     fn no_remaps_is_one_piece() {
         let m = Model(BTreeMap::new());
-        assert_eq!(plan(&m, 123, 2048, 3), Piece { sectors: 2048, dest: Dest::Main, block: 15 });
+        assert_eq!(
+            plan(&m, 123, 2048, 3),
+            Piece {
+                sectors: 2048,
+                dest: Dest::Main,
+                block: 15
+            }
+        );
     }
 
     #[test]
@@ -134,11 +161,39 @@ mod tests {
         map.insert(2, Entry::Remapped { slot: 7 });
         let m = Model(map);
         // Bio of 32 sectors from sector 4: 12 to main, 8 to the slot, 12 to main.
-        assert_eq!(plan(&m, 4, 32, 3), Piece { sectors: 12, dest: Dest::Main, block: 0 });
-        assert_eq!(plan(&m, 16, 20, 3), Piece { sectors: 8, dest: Dest::Spare(56), block: 2 });
-        assert_eq!(plan(&m, 24, 12, 3), Piece { sectors: 12, dest: Dest::Main, block: 3 });
+        assert_eq!(
+            plan(&m, 4, 32, 3),
+            Piece {
+                sectors: 12,
+                dest: Dest::Main,
+                block: 0
+            }
+        );
+        assert_eq!(
+            plan(&m, 16, 20, 3),
+            Piece {
+                sectors: 8,
+                dest: Dest::Spare(56),
+                block: 2
+            }
+        );
+        assert_eq!(
+            plan(&m, 24, 12, 3),
+            Piece {
+                sectors: 12,
+                dest: Dest::Main,
+                block: 3
+            }
+        );
         // Unaligned start inside the remapped block.
-        assert_eq!(plan(&m, 19, 2, 3), Piece { sectors: 2, dest: Dest::Spare(59), block: 2 });
+        assert_eq!(
+            plan(&m, 19, 2, 3),
+            Piece {
+                sectors: 2,
+                dest: Dest::Spare(59),
+                block: 2
+            }
+        );
     }
 
     mod prop {

@@ -136,7 +136,10 @@ impl Options {
 }
 
 fn parse_option(opts: &mut Options, opt: &[u8]) -> Result<(), TableError> {
-    let colon = opt.iter().position(|&c| c == b':').ok_or(TableError::UnknownOption)?;
+    let colon = opt
+        .iter()
+        .position(|&c| c == b':')
+        .ok_or(TableError::UnknownOption)?;
     let (key, value) = (&opt[..colon], &opt[colon + 1..]);
     match key {
         b"block_size" => {
@@ -144,7 +147,9 @@ fn parse_option(opts: &mut Options, opt: &[u8]) -> Result<(), TableError> {
                 return Err(TableError::DuplicateOption);
             }
             let v = parse_u64(value).ok_or(TableError::BadBlockSize)?;
-            if !v.is_power_of_two() || v < u64::from(MIN_BLOCK_SIZE) || v > u64::from(MAX_BLOCK_SIZE)
+            if !v.is_power_of_two()
+                || v < u64::from(MIN_BLOCK_SIZE)
+                || v > u64::from(MAX_BLOCK_SIZE)
             {
                 return Err(TableError::BadBlockSize);
             }
@@ -202,7 +207,10 @@ where
             parse_option(&mut options, opt)?;
         }
     }
-    Ok(TableArgs { main_offset, options })
+    Ok(TableArgs {
+        main_offset,
+        options,
+    })
 }
 
 #[cfg(test)]
@@ -247,7 +255,10 @@ mod tests {
         t.options.emit(&mut w).unwrap();
         let n = w.n;
         assert_eq!(&s[..n], b" 2 block_size:65536 read_retries:5");
-        assert_eq!(parse("/dev/a 0 /dev/b 0").unwrap().options, Options::default());
+        assert_eq!(
+            parse("/dev/a 0 /dev/b 0").unwrap().options,
+            Options::default()
+        );
     }
 
     struct Buf<'a> {
@@ -257,7 +268,10 @@ mod tests {
     impl core::fmt::Write for Buf<'_> {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
             let end = self.n + s.len();
-            self.b.get_mut(self.n..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+            self.b
+                .get_mut(self.n..end)
+                .ok_or(core::fmt::Error)?
+                .copy_from_slice(s.as_bytes());
             self.n = end;
             Ok(())
         }
@@ -284,7 +298,10 @@ mod tests {
             ("/dev/a 0 /dev/b 1 block_size:", BadBlockSize),
             ("/dev/a 0 /dev/b 1 read_retries:17", BadReadRetries),
             ("/dev/a 0 /dev/b 1 read_retries:-1", BadReadRetries),
-            ("/dev/a 0 /dev/b 2 read_retries:1 read_retries:2", DuplicateOption),
+            (
+                "/dev/a 0 /dev/b 2 read_retries:1 read_retries:2",
+                DuplicateOption,
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line), Err(want), "line {:?}", line);

@@ -18,13 +18,19 @@ impl Lookup for Model<'_> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&n, ops)) = data.split_first() else { return };
+    let Some((&n, ops)) = data.split_first() else {
+        return;
+    };
     let nslots = u64::from(n);
     let mut a = SlotAllocator::new(vec![0u64; words_for(nslots)], nslots).unwrap();
     let mut used = BTreeSet::new();
     let mut index: BTreeMap<u64, Entry> = BTreeMap::new();
     for chunk in ops.chunks(3) {
-        let (op, x, y) = (chunk[0] % 4, *chunk.get(1).unwrap_or(&0) as u64, *chunk.get(2).unwrap_or(&1));
+        let (op, x, y) = (
+            chunk[0] % 4,
+            *chunk.get(1).unwrap_or(&0) as u64,
+            *chunk.get(2).unwrap_or(&1),
+        );
         match op {
             0 => match a.alloc() {
                 Some(s) => {
@@ -56,11 +62,17 @@ fuzz_target!(|data: &[u8]| {
                     for i in 0..u64::from(p.sectors) {
                         let s = pos + i;
                         let want = match index.get(&(s >> shift)) {
-                            Some(Entry::Remapped { slot }) => Dest::Spare((slot << shift) + (s & ((1 << shift) - 1))),
+                            Some(Entry::Remapped { slot }) => {
+                                Dest::Spare((slot << shift) + (s & ((1 << shift) - 1)))
+                            }
                             Some(Entry::Pending) => Dest::MainPending,
                             None => Dest::Main,
                         };
-                        let got = if let Dest::Spare(b) = p.dest { Dest::Spare(b + i) } else { p.dest };
+                        let got = if let Dest::Spare(b) = p.dest {
+                            Dest::Spare(b + i)
+                        } else {
+                            p.dest
+                        };
                         assert_eq!(got, want);
                     }
                     pos += u64::from(p.sectors);

@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 
 use dmremap_core::alloc::words_for;
 use dmremap_core::metadata::{
-    load, probe, seal, write_copy, CopyId, CopyStatus, Expect, Geometry, Image, LoadError, MainDevice, SetInfo,
-    MD_BLOCK_SIZE,
+    load, probe, seal, write_copy, CopyId, CopyStatus, Expect, Geometry, Image, LoadError,
+    MainDevice, SetInfo, MD_BLOCK_SIZE,
 };
 use dmremap_core::remap::Entry;
 use libfuzzer_sys::fuzz_target;
@@ -37,26 +37,72 @@ fn seed() -> &'static Seed {
     SEED.get_or_init(|| {
         let set = SetInfo {
             uuid: *b"fuzz-target-set!",
-            main: MainDevice { sectors: 1 << 20, offset: 0, id: MainDevice::id_from(b"FUZZ-MAIN").unwrap() },
+            main: MainDevice {
+                sectors: 1 << 20,
+                offset: 0,
+                id: MainDevice::id_from(b"FUZZ-MAIN").unwrap(),
+            },
             geometry: Geometry::for_spare(SPARE_SECTORS, 512, 0).unwrap(),
             features_compat: 0,
         };
         let a: Recs = (0..300u64)
-            .map(|i| (i * 5 + 2, if i % 7 == 0 { Entry::Pending } else { Entry::Remapped { slot: 503 - i } }))
+            .map(|i| {
+                (
+                    i * 5 + 2,
+                    if i % 7 == 0 {
+                        Entry::Pending
+                    } else {
+                        Entry::Remapped { slot: 503 - i }
+                    },
+                )
+            })
             .collect();
         let b: Recs = (0..260u64)
-            .map(|i| (i * 3, if i % 11 == 0 { Entry::Pending } else { Entry::Remapped { slot: i } }))
+            .map(|i| {
+                (
+                    i * 3,
+                    if i % 11 == 0 {
+                        Entry::Pending
+                    } else {
+                        Entry::Remapped { slot: i }
+                    },
+                )
+            })
             .collect();
         let mut img = vec![0u8; (SPARE_SECTORS * 512) as usize];
         let mut buf = vec![0u8; MD_BLOCK_SIZE];
         let mut bits = vec![0u64; words_for(set.geometry.data_slots)];
-        write_copy(&mut Image(&mut img[..]), &set, CopyId::B, 2, b.iter().copied(), &mut buf, Some(&mut bits)).unwrap();
-        write_copy(&mut Image(&mut img[..]), &set, CopyId::A, 3, a.iter().copied(), &mut buf, Some(&mut bits)).unwrap();
+        write_copy(
+            &mut Image(&mut img[..]),
+            &set,
+            CopyId::B,
+            2,
+            b.iter().copied(),
+            &mut buf,
+            Some(&mut bits),
+        )
+        .unwrap();
+        write_copy(
+            &mut Image(&mut img[..]),
+            &set,
+            CopyId::A,
+            3,
+            a.iter().copied(),
+            &mut buf,
+            Some(&mut bits),
+        )
+        .unwrap();
         let g = set.geometry;
         let bytes = |s: u64| (s * 512) as usize;
         let meta = vec![
-            (bytes(g.meta_a_start), bytes(g.meta_a_start + g.meta_sectors)),
-            (bytes(g.meta_b_start), bytes(g.meta_b_start + g.meta_sectors)),
+            (
+                bytes(g.meta_a_start),
+                bytes(g.meta_a_start + g.meta_sectors),
+            ),
+            (
+                bytes(g.meta_b_start),
+                bytes(g.meta_b_start + g.meta_sectors),
+            ),
         ];
         Seed { img, a, b, meta }
     })
@@ -74,15 +120,25 @@ fn check(img: &[u8], originals: Option<(&Recs, &Recs)>) {
     };
     let mut bits = vec![0u64; words];
     let mut got: Recs = Vec::new();
-    let r = load(&mut Image(img), sectors, &Expect::default(), &mut buf, &mut bits, |b, e| {
-        got.push((b, e));
-        Ok(())
-    });
+    let r = load(
+        &mut Image(img),
+        sectors,
+        &Expect::default(),
+        &mut buf,
+        &mut bits,
+        |b, e| {
+            got.push((b, e));
+            Ok(())
+        },
+    );
     match r {
         Ok(l) => {
             let g = l.sb.set.geometry;
             assert_eq!(got.len() as u64, l.sb.nr_records);
-            assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "records sorted and unique");
+            assert!(
+                got.windows(2).all(|w| w[0].0 < w[1].0),
+                "records sorted and unique"
+            );
             let mut slots = BTreeSet::new();
             for &(blk, e) in &got {
                 assert!(blk < l.sb.set.main_blocks());
@@ -92,7 +148,10 @@ fn check(img: &[u8], originals: Option<(&Recs, &Recs)>) {
                 }
             }
             assert_eq!(slots.len() as u64, l.sb.nr_remapped);
-            assert_eq!(bits.iter().map(|w| u64::from(w.count_ones())).sum::<u64>(), l.sb.nr_remapped);
+            assert_eq!(
+                bits.iter().map(|w| u64::from(w.count_ones())).sum::<u64>(),
+                l.sb.nr_remapped
+            );
             assert!(g.meta_sectors <= g.data_start && g.data_end() <= g.meta_b_start);
             assert!(l.next_seq > l.sb.seq);
             if let CopyStatus::Valid { seq } = l.other {
@@ -115,7 +174,9 @@ fn check(img: &[u8], originals: Option<(&Recs, &Recs)>) {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&mode, rest)) = input.split_first() else { return };
+    let Some((&mode, rest)) = input.split_first() else {
+        return;
+    };
     match mode % 3 {
         0 => check(rest, None),
         m => {

@@ -81,14 +81,37 @@ impl From<Op> for BenchOp {
 pub fn run(cmd: &BenchCmd, json: bool) -> Result<(), CliError> {
     match cmd {
         BenchCmd::Storm(a) => crate::storm::run(a, json),
-        BenchCmd::Control { device, process_iterations, dm_iterations, iterations, dmsetup, out } => {
-            control(device, *process_iterations, *dm_iterations, *iterations, dmsetup, out.as_deref(), json)
-        }
-        BenchCmd::Kernel { ops, entries, iterations, batch, out } => {
+        BenchCmd::Control {
+            device,
+            process_iterations,
+            dm_iterations,
+            iterations,
+            dmsetup,
+            out,
+        } => control(
+            device,
+            *process_iterations,
+            *dm_iterations,
+            *iterations,
+            dmsetup,
+            out.as_deref(),
+            json,
+        ),
+        BenchCmd::Kernel {
+            ops,
+            entries,
+            iterations,
+            batch,
+            out,
+        } => {
             let ctl = Control::open()?;
             let mut results: Vec<BenchResult> = Vec::new();
             for &op in ops {
-                let sizes: &[u64] = if matches!(op, Op::Noop) { &[0] } else { entries };
+                let sizes: &[u64] = if matches!(op, Op::Noop) {
+                    &[0]
+                } else {
+                    entries
+                };
                 for &n in sizes {
                     let r = ctl.bench(op.into(), *iterations, n, *batch)?;
                     if !json {
@@ -146,8 +169,16 @@ struct Summary {
 
 fn summarize(ns: &mut [u64]) -> Summary {
     ns.sort_unstable();
-    let pct = |p: usize| ns.get(ns.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
-    let mean = if ns.is_empty() { 0.0 } else { ns.iter().map(|&x| x as f64).sum::<f64>() / ns.len() as f64 };
+    let pct = |p: usize| {
+        ns.get(ns.len().saturating_sub(1) * p / 100)
+            .copied()
+            .unwrap_or(0)
+    };
+    let mean = if ns.is_empty() {
+        0.0
+    } else {
+        ns.iter().map(|&x| x as f64).sum::<f64>() / ns.len() as f64
+    };
     Summary {
         p50: pct(50),
         p99: pct(99),
@@ -182,7 +213,11 @@ fn control(
     // The device must be there and answer before anything is timed.
     match dm.message(device, 0, "ping") {
         Ok(Some(a)) if a.trim() == "pong" => {}
-        Ok(other) => return Err(CliError::failed(format!("{device}: `ping` answered {other:?}, not `pong`"))),
+        Ok(other) => {
+            return Err(CliError::failed(format!(
+                "{device}: `ping` answered {other:?}, not `pong`"
+            )))
+        }
         Err(e) => return Err(crate::dmcmd::dm_error(device, e)),
     }
     let mut cases = Vec::new();
@@ -203,7 +238,12 @@ fn control(
         }
         Ok(())
     })?;
-    cases.push(("dmsetup_message_ping", "dmsetup message DEV 0 ping, one process per round trip", summarize(&mut a), process_n));
+    cases.push((
+        "dmsetup_message_ping",
+        "dmsetup message DEV 0 ping, one process per round trip",
+        summarize(&mut a),
+        process_n,
+    ));
 
     // (b) DM_TARGET_MSG ping from this process (devicemapper crate).
     let mut b = time_each(dm_n, || match dm.message(device, 0, "ping") {
@@ -211,18 +251,45 @@ fn control(
         Ok(None) => Err(CliError::failed(format!("{device}: no answer to `ping`"))),
         Err(e) => Err(crate::dmcmd::dm_error(device, e)),
     })?;
-    cases.push(("dm_target_msg_ping", "DM_TARGET_MSG ioctl `ping` on /dev/mapper/control (devicemapper crate)", summarize(&mut b), dm_n));
+    cases.push((
+        "dm_target_msg_ping",
+        "DM_TARGET_MSG ioctl `ping` on /dev/mapper/control (devicemapper crate)",
+        summarize(&mut b),
+        dm_n,
+    ));
 
     // (c) our own ioctl round trip.
     let mut c = time_each(n, || ctl.version().map(|_| ()).map_err(CliError::from))?;
-    cases.push(("own_ioctl_version", "DMR_IOC_VERSION ioctl on /dev/dm-remap", summarize(&mut c), n));
+    cases.push((
+        "own_ioctl_version",
+        "DMR_IOC_VERSION ioctl on /dev/dm-remap",
+        summarize(&mut c),
+        n,
+    ));
 
     // (d) the in-kernel no-op, timed in the kernel one operation per sample.
     let k = ctl.bench(BenchOp::Noop, n, 0, 1)?;
-    let d = Summary { p50: k.p50, p99: k.p99, min: k.min, max: k.max, mean: k.total_ns as f64 / n as f64 };
-    cases.push(("kernel_noop", "DMR_IOC_BENCH noop, timed in the kernel (ktime per sample of 1 op)", d, n));
+    let d = Summary {
+        p50: k.p50,
+        p99: k.p99,
+        min: k.min,
+        max: k.max,
+        mean: k.total_ns as f64 / n as f64,
+    };
+    cases.push((
+        "kernel_noop",
+        "DMR_IOC_BENCH noop, timed in the kernel (ktime per sample of 1 op)",
+        d,
+        n,
+    ));
 
-    let ratio = |x: u64, y: u64| if y == 0 { None } else { Some(((x as f64 / y as f64) * 10.0).round() / 10.0) };
+    let ratio = |x: u64, y: u64| {
+        if y == 0 {
+            None
+        } else {
+            Some(((x as f64 / y as f64) * 10.0).round() / 10.0)
+        }
+    };
     let (sa, sb, sc) = (cases[0].2, cases[1].2, cases[2].2);
     let a_over_c = ratio(sa.p50, sc.p50);
     if !json {

@@ -34,7 +34,9 @@ pub fn run(a: &EventsArgs, json: bool) -> Result<(), CliError> {
         if let Seek::Seq(s) = to {
             let next = ctl.seek_events(Seek::Now).unwrap_or(0);
             if next > 0 && s > next {
-                return Err(CliError::usage(format!("--since {s}: no such event yet (the next event will be {next})")));
+                return Err(CliError::usage(format!(
+                    "--since {s}: no such event yet (the next event will be {next})"
+                )));
             }
         }
         return Err(e.into());
@@ -62,7 +64,10 @@ fn print_event(e: &Event, json: bool) -> Result<(), CliError> {
         );
     }
     if json {
-        println!("{}", serde_json::to_string(e).map_err(|e| CliError::failed(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string(e).map_err(|e| CliError::failed(e.to_string()))?
+        );
     } else if e.kind != EventType::Overflow {
         println!(
             "{:>8} {:>16} {:<15} dev {} sector {} arg {}{}{}",

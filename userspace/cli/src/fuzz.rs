@@ -78,10 +78,20 @@ impl Arena {
         let map = |len: usize| {
             // SAFETY: an anonymous private mapping; the result is checked.
             let p = unsafe {
-                libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
             };
             if p == libc::MAP_FAILED {
-                Err(CliError::failed(format!("mmap: {}", std::io::Error::last_os_error())))
+                Err(CliError::failed(format!(
+                    "mmap: {}",
+                    std::io::Error::last_os_error()
+                )))
             } else {
                 Ok(p.cast::<u8>())
             }
@@ -91,11 +101,23 @@ impl Arena {
         let hole = map(PAGE)?;
         // SAFETY: `edge + PAGE` is the second page of the mapping above; `hole` is a page we
         // mapped and no longer use. Results checked.
-        let (r1, r2) = unsafe { (libc::mprotect(edge.add(PAGE).cast(), PAGE, libc::PROT_NONE), libc::munmap(hole.cast(), PAGE)) };
+        let (r1, r2) = unsafe {
+            (
+                libc::mprotect(edge.add(PAGE).cast(), PAGE, libc::PROT_NONE),
+                libc::munmap(hole.cast(), PAGE),
+            )
+        };
         if r1 != 0 || r2 != 0 {
-            return Err(CliError::failed(format!("mprotect/munmap: {}", std::io::Error::last_os_error())));
+            return Err(CliError::failed(format!(
+                "mprotect/munmap: {}",
+                std::io::Error::last_os_error()
+            )));
         }
-        Ok(Arena { buf, edge, hole: hole as usize })
+        Ok(Arena {
+            buf,
+            edge,
+            hole: hole as usize,
+        })
     }
 
     /// The valid buffer as bytes.
@@ -112,10 +134,16 @@ impl Arena {
             4 => (0, false),
             5 => (rng.below(PAGE as u64) as usize, false),
             6 => (0xffff_8880_0000_0000 + rng.below(1 << 30) as usize, false),
-            7 => (0x8000_0000_0000_0000 | (rng.next() as usize & 0x0000_ffff_ffff_fff8), false),
+            7 => (
+                0x8000_0000_0000_0000 | (rng.next() as usize & 0x0000_ffff_ffff_fff8),
+                false,
+            ),
             8 => (self.hole + rng.below(PAGE as u64) as usize, false),
             // Runs from the last bytes of a good page into a PROT_NONE page.
-            _ => (self.edge as usize + PAGE - 1 - rng.below(120) as usize, false),
+            _ => (
+                self.edge as usize + PAGE - 1 - rng.below(120) as usize,
+                false,
+            ),
         }
     }
 }
@@ -139,7 +167,12 @@ fn known() -> [(u64, usize); 4] {
 }
 
 fn known_cmd(nr: u64, size: usize) -> u64 {
-    ioc(IOC_READ | IOC_WRITE, u64::from(uapi::DMR_IOCTL_MAGIC), nr, size as u64)
+    ioc(
+        IOC_READ | IOC_WRITE,
+        u64::from(uapi::DMR_IOCTL_MAGIC),
+        nr,
+        size as u64,
+    )
 }
 
 /// A value for a `u64` field: mostly plausible, sometimes at or past a limit.
@@ -158,9 +191,15 @@ fn fill_struct(rng: &mut Rng, arena: &mut Arena, nr: u64, size: usize) {
     let event_ptr = arena.pointer(rng).0 as u64;
     let b = arena.bytes();
     b[..PAGE].fill(0);
-    let put32 = |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-    let put64 = |b: &mut [u8], off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_ne_bytes());
-    let size32 = if rng.chance(85) { size as u32 } else { rng.pick(&[0, 1, size as u32 - 1, size as u32 + 8, 4096, u32::MAX]) };
+    let put32 =
+        |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    let put64 =
+        |b: &mut [u8], off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+    let size32 = if rng.chance(85) {
+        size as u32
+    } else {
+        rng.pick(&[0, 1, size as u32 - 1, size as u32 + 8, 4096, u32::MAX])
+    };
     put32(b, 0, size32);
     match nr {
         0x00 => {
@@ -171,13 +210,33 @@ fn fill_struct(rng: &mut Rng, arena: &mut Arena, nr: u64, size: usize) {
         0x01 => {
             // Keep the work small: big but legal iteration/entry counts would run for minutes
             // under KASAN; the limits themselves are still crossed.
-            put32(b, 4, if rng.chance(80) { rng.below(4) as u32 } else { rng.next() as u32 }); // op
+            put32(
+                b,
+                4,
+                if rng.chance(80) {
+                    rng.below(4) as u32
+                } else {
+                    rng.next() as u32
+                },
+            ); // op
             if rng.chance(10) {
                 put32(b, 8, rng.next() as u32); // flags
             }
             put32(b, 12, rng.pick(&[0, 1, 16, 1024, 1025, u32::MAX])); // batch
-            put64(b, 16, field(rng, &[0, 1, 100, 1000], u64::from(uapi::DMR_BENCH_MAX_ITERATIONS))); // iterations
-            put64(b, 24, field(rng, &[0, 1, 1000], u64::from(uapi::DMR_BENCH_MAX_ENTRIES))); // entries
+            put64(
+                b,
+                16,
+                field(
+                    rng,
+                    &[0, 1, 100, 1000],
+                    u64::from(uapi::DMR_BENCH_MAX_ITERATIONS),
+                ),
+            ); // iterations
+            put64(
+                b,
+                24,
+                field(rng, &[0, 1, 1000], u64::from(uapi::DMR_BENCH_MAX_ENTRIES)),
+            ); // entries
             let it = u64::from_ne_bytes(b[16..24].try_into().unwrap_or_default());
             let en = u64::from_ne_bytes(b[24..32].try_into().unwrap_or_default());
             // A legal request with a large count: cut it to a small one.
@@ -227,7 +286,15 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut unexpected: Vec<String> = Vec::new();
     let allowed = [libc::EINVAL, libc::EFAULT, libc::ENOTTY, libc::ENODEV];
-    let magics = [u64::from(uapi::DMR_IOCTL_MAGIC), 0xFD, 0xDA, 0xDC, 0x4E, 0xAB, 0x12];
+    let magics = [
+        u64::from(uapi::DMR_IOCTL_MAGIC),
+        0xFD,
+        0xDA,
+        0xDC,
+        0x4E,
+        0xAB,
+        0x12,
+    ];
 
     for i in 0..a.iterations {
         let kind = rng.below(10);
@@ -238,18 +305,43 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
                 if rng.chance(90) {
                     fill_struct(&mut rng, &mut arena, nr, size);
                 } else {
-                    rng.next().to_ne_bytes().iter().cycle().take(PAGE).zip(arena.bytes().iter_mut()).for_each(|(s, d)| *d = *s);
+                    rng.next()
+                        .to_ne_bytes()
+                        .iter()
+                        .cycle()
+                        .take(PAGE)
+                        .zip(arena.bytes().iter_mut())
+                        .for_each(|(s, d)| *d = *s);
                 }
-                let arg = if rng.chance(80) { arena.buf as usize } else { arena.pointer(&mut rng).0 };
+                let arg = if rng.chance(80) {
+                    arena.buf as usize
+                } else {
+                    arena.pointer(&mut rng).0
+                };
                 (known_cmd(nr, size), arg)
             } else {
-                let ty = if rng.chance(80) { magics[0] } else { rng.pick(&magics[1..]) };
-                let nr = if rng.chance(50) { rng.below(8) } else { rng.below(256) };
-                let size = if rng.chance(50) { rng.pick(&[0, 4, 48, 56, 88, 112, 113]) } else { rng.below(1 << 14) };
+                let ty = if rng.chance(80) {
+                    magics[0]
+                } else {
+                    rng.pick(&magics[1..])
+                };
+                let nr = if rng.chance(50) {
+                    rng.below(8)
+                } else {
+                    rng.below(256)
+                };
+                let size = if rng.chance(50) {
+                    rng.pick(&[0, 4, 48, 56, 88, 112, 113])
+                } else {
+                    rng.below(1 << 14)
+                };
                 let (arg, good) = arena.pointer(&mut rng);
                 if good {
                     let seed = rng.next();
-                    arena.bytes()[..PAGE].iter_mut().enumerate().for_each(|(j, d)| *d = (seed >> (j % 8 * 8)) as u8);
+                    arena.bytes()[..PAGE]
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(j, d)| *d = (seed >> (j % 8 * 8)) as u8);
                 }
                 (ioc(rng.below(4), ty, nr, size), arg)
             };
@@ -257,8 +349,17 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
             // this command, and than any event array it may write) or an address that cannot be
             // mapped in this process (see the module comment); the commands are ours or unknown.
             let r = unsafe { libc::ioctl(fd, cmd as _, arg) };
-            let e = if r < 0 { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 };
-            (format!("ioctl({cmd:#010x}, {arg:#x})"), r as isize, e, &allowed)
+            let e = if r < 0 {
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+            } else {
+                0
+            };
+            (
+                format!("ioctl({cmd:#010x}, {arg:#x})"),
+                r as isize,
+                e,
+                &allowed,
+            )
         } else if kind < 9 {
             // A read of a random length into a good or bad buffer.
             let len = rng.pick(&[0usize, 1, 47, 48, 49, 96, 4096, 48 * 1025, 200_000]);
@@ -266,14 +367,27 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
             let len = if good { len.min(BUF) } else { len };
             // SAFETY: as for the ioctls: a buffer of at least `len` bytes or an unmappable address.
             let r = unsafe { libc::read(fd, p as *mut libc::c_void, len) };
-            let e = if r < 0 { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 };
-            (format!("read({p:#x}, {len})"), r, e, &[libc::EINVAL, libc::EFAULT, libc::EAGAIN][..])
+            let e = if r < 0 {
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+            } else {
+                0
+            };
+            (
+                format!("read({p:#x}, {len})"),
+                r,
+                e,
+                &[libc::EINVAL, libc::EFAULT, libc::EAGAIN][..],
+            )
         } else {
             let r = ctl.wait_events(0).map(|_| 0).unwrap_or(-1);
             let e = if r < 0 { libc::EIO } else { 0 };
             ("poll".to_string(), r, e, &[][..])
         };
-        let key = if ret >= 0 { "ok".to_string() } else { errno_name(errno) };
+        let key = if ret >= 0 {
+            "ok".to_string()
+        } else {
+            errno_name(errno)
+        };
         *counts.entry(key.clone()).or_default() += 1;
         if ret < 0 && !ok_errnos.contains(&errno) && unexpected.len() < 50 {
             unexpected.push(format!("#{i} {what}: {key}"));
@@ -284,9 +398,18 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
     let mut unprivileged: BTreeMap<&str, String> = BTreeMap::new();
     if a.drop_privileges {
         // SAFETY: plain system calls on this single-threaded process; results checked.
-        let r = unsafe { (libc::setgroups(0, std::ptr::null()), libc::setresgid(65534, 65534, 65534), libc::setresuid(65534, 65534, 65534)) };
+        let r = unsafe {
+            (
+                libc::setgroups(0, std::ptr::null()),
+                libc::setresgid(65534, 65534, 65534),
+                libc::setresuid(65534, 65534, 65534),
+            )
+        };
         if r != (0, 0, 0) {
-            return Err(CliError::failed(format!("cannot become uid 65534: {}", std::io::Error::last_os_error())));
+            return Err(CliError::failed(format!(
+                "cannot become uid 65534: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         for (nr, size) in known() {
             fill_struct(&mut Rng(7 + nr), &mut arena, nr, size);
@@ -300,7 +423,10 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
             if got != "EPERM" {
                 unexpected.push(format!("unprivileged ioctl nr {nr}: {got}, want EPERM"));
             }
-            unprivileged.insert(["version", "bench", "events", "events_seek"][nr as usize], got);
+            unprivileged.insert(
+                ["version", "bench", "events", "events_seek"][nr as usize],
+                got,
+            );
         }
         // SAFETY: the arena's buffer, BUF bytes.
         let r = unsafe { libc::read(fd, arena.buf.cast(), 4096) };
@@ -310,7 +436,11 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
             unexpected.push(format!("unprivileged read: {got}, want EPERM"));
         }
         unprivileged.insert("read", got);
-        let got = match std::fs::OpenOptions::new().read(true).write(true).open(CONTROL_PATH) {
+        let got = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(CONTROL_PATH)
+        {
             Ok(_) => "ok".to_string(),
             Err(e) => errno_name(e.raw_os_error().unwrap_or(0)),
         };
@@ -330,9 +460,25 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
     if json {
         println!("{doc}");
     } else {
-        println!("{} calls (seed {}): {}", a.iterations, a.seed, counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+        println!(
+            "{} calls (seed {}): {}",
+            a.iterations,
+            a.seed,
+            counts
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         if a.drop_privileges {
-            println!("as uid 65534: {}", unprivileged.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+            println!(
+                "as uid 65534: {}",
+                unprivileged
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         for u in &unexpected {
             println!("unexpected: {u}");
@@ -341,6 +487,9 @@ pub fn run(a: &FuzzArgs, json: bool) -> Result<(), CliError> {
     if unexpected.is_empty() {
         Ok(())
     } else {
-        Err(CliError::failed(format!("{} unexpected result(s) from {CONTROL_PATH}", unexpected.len())))
+        Err(CliError::failed(format!(
+            "{} unexpected result(s) from {CONTROL_PATH}",
+            unexpected.len()
+        )))
     }
 }

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use dmremap_core::alloc::words_for;
 use dmremap_core::metadata::{
-    check_copy, load, probe, CopyError, CopyId, CopyStatus, CopyTotals, Expect, IoError, LoadError, Loaded, Probe,
-    SpareRead, Superblock, MD_BLOCK_SIZE, SECTOR_SIZE,
+    check_copy, load, probe, CopyError, CopyId, CopyStatus, CopyTotals, Expect, IoError, LoadError,
+    Loaded, Probe, SpareRead, Superblock, MD_BLOCK_SIZE, SECTOR_SIZE,
 };
 use dmremap_core::remap::Entry;
 use serde_json::{json, Value};
@@ -52,20 +52,37 @@ impl SpareRead for FileSpare {
 fn open(path: &Path) -> Result<(FileSpare, u64), CliError> {
     let shown = path.display();
     let mut file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => CliError::new(Kind::NoDevice, format!("{shown}: no such file or device")),
-        io::ErrorKind::PermissionDenied => CliError::new(Kind::Permission, format!("{shown}: open: {e}")),
+        io::ErrorKind::NotFound => {
+            CliError::new(Kind::NoDevice, format!("{shown}: no such file or device"))
+        }
+        io::ErrorKind::PermissionDenied => {
+            CliError::new(Kind::Permission, format!("{shown}: open: {e}"))
+        }
         _ => CliError::failed(format!("{shown}: open: {e}")),
     })?;
     // Block devices report size 0 in their metadata: ask by seeking to the end.
     let bytes = file
         .seek(SeekFrom::End(0))
         .map_err(|e| CliError::failed(format!("{shown}: cannot determine the size: {e}")))?;
-    Ok((FileSpare { file, last_error: None }, bytes / SECTOR_SIZE))
+    Ok((
+        FileSpare {
+            file,
+            last_error: None,
+        },
+        bytes / SECTOR_SIZE,
+    ))
 }
 
 fn uuid_text(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn superblock_json(sb: &Superblock) -> Value {
@@ -114,9 +131,19 @@ fn inspect_copy(dev: &mut FileSpare, p: &Probe, copy: CopyId, sectors: u64) -> C
             let mut buf = vec![0u8; MD_BLOCK_SIZE];
             let mut bits = vec![0u64; words_for(sb.set.geometry.data_slots)];
             let result = check_copy(dev, sb, &mut buf, &mut bits);
-            CopyReport { copy, sector, superblock: Some(*sb), result }
+            CopyReport {
+                copy,
+                sector,
+                superblock: Some(*sb),
+                result,
+            }
         }
-        Err(e) => CopyReport { copy, sector, superblock: None, result: Err(*e) },
+        Err(e) => CopyReport {
+            copy,
+            sector,
+            superblock: None,
+            result: Err(*e),
+        },
     }
 }
 
@@ -131,7 +158,9 @@ fn copy_json(c: &CopyReport) -> Value {
 }
 
 fn copy_text(c: &CopyReport) -> String {
-    let at = c.sector.map_or(String::new(), |s| format!(" (superblock at sector {s})"));
+    let at = c
+        .sector
+        .map_or(String::new(), |s| format!(" (superblock at sector {s})"));
     match (&c.superblock, &c.result) {
         (Some(sb), Ok(t)) => format!(
             "copy {}{at}: valid, seq {}, {} records ({} remapped, {} pending)",
@@ -151,7 +180,9 @@ fn entry_json(block: u64, e: Entry, sb: &Superblock) -> Value {
             "slot": slot,
             "spare_sector": sb.set.geometry.slot_sector(slot),
         }),
-        Entry::Pending => json!({ "block": block, "state": "pending", "slot": null, "spare_sector": null }),
+        Entry::Pending => {
+            json!({ "block": block, "state": "pending", "slot": null, "spare_sector": null })
+        }
     }
 }
 
@@ -166,23 +197,40 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<(), CliError> {
         Err(e) => {
             let msg = format!("{shown}: {e}");
             if json {
-                println!("{}", json!({ "path": shown, "sectors": sectors, "status": "damaged", "error": msg }));
+                println!(
+                    "{}",
+                    json!({ "path": shown, "sectors": sectors, "status": "damaged", "error": msg })
+                );
             }
             return Err(CliError::failed(msg));
         }
     };
-    let copies = [inspect_copy(&mut dev, &p, CopyId::A, sectors), inspect_copy(&mut dev, &p, CopyId::B, sectors)];
+    let copies = [
+        inspect_copy(&mut dev, &p, CopyId::A, sectors),
+        inspect_copy(&mut dev, &p, CopyId::B, sectors),
+    ];
 
     let mut bits = vec![0u64; p.bitmap_words()];
     let mut records: Vec<(u64, Entry)> = Vec::new();
     let want_records = args.records;
-    let loaded = load(&mut dev, sectors, &Expect::default(), &mut buf, &mut bits, |b, e| {
-        if want_records {
-            records.push((b, e));
-        }
-        Ok(())
-    });
-    let io_note = dev.last_error.as_ref().map(|e| format!(" (last read error: {e})")).unwrap_or_default();
+    let loaded = load(
+        &mut dev,
+        sectors,
+        &Expect::default(),
+        &mut buf,
+        &mut bits,
+        |b, e| {
+            if want_records {
+                records.push((b, e));
+            }
+            Ok(())
+        },
+    );
+    let io_note = dev
+        .last_error
+        .as_ref()
+        .map(|e| format!(" (last read error: {e})"))
+        .unwrap_or_default();
 
     let status = match &loaded {
         Ok(l) if l.other_bad() => "degraded",
@@ -191,13 +239,29 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<(), CliError> {
         Err(_) => "damaged",
     };
     if json {
-        print_json(&shown, sectors, status, &copies, &loaded, want_records.then_some(&records[..]));
+        print_json(
+            &shown,
+            sectors,
+            status,
+            &copies,
+            &loaded,
+            want_records.then_some(&records[..]),
+        );
     } else {
-        print_text(&shown, sectors, status, &copies, &loaded, want_records.then_some(&records[..]));
+        print_text(
+            &shown,
+            sectors,
+            status,
+            &copies,
+            &loaded,
+            want_records.then_some(&records[..]),
+        );
     }
     match loaded {
         Ok(_) => Ok(()),
-        Err(LoadError::Blank) => Err(CliError::failed(format!("{shown}: no metadata: the spare is blank (all zeros)"))),
+        Err(LoadError::Blank) => Err(CliError::failed(format!(
+            "{shown}: no metadata: the spare is blank (all zeros)"
+        ))),
         Err(e) => Err(CliError::failed(format!("{shown}: {e}{io_note}"))),
     }
 }
@@ -221,8 +285,12 @@ fn print_json(
             v["winner"] = json!(l.winner.name());
             v["seq"] = json!(l.sb.seq);
             v["other"] = match l.other {
-                CopyStatus::Valid { seq } => json!({ "copy": l.winner.other().name(), "valid": true, "seq": seq }),
-                CopyStatus::Bad(e) => json!({ "copy": l.winner.other().name(), "valid": false, "error": e.to_string() }),
+                CopyStatus::Valid { seq } => {
+                    json!({ "copy": l.winner.other().name(), "valid": true, "seq": seq })
+                }
+                CopyStatus::Bad(e) => {
+                    json!({ "copy": l.winner.other().name(), "valid": false, "error": e.to_string() })
+                }
             };
             v["next_commit"] = json!({ "copy": l.commit_target().name(), "seq": l.next_seq });
             v["superblock"] = superblock_json(&l.sb);
@@ -262,9 +330,15 @@ fn print_text(
     println!("winner: copy {} (seq {})", l.winner, sb.seq);
     match l.other {
         CopyStatus::Valid { seq } => println!("other: copy {} valid (seq {seq})", l.winner.other()),
-        CopyStatus::Bad(e) => println!("other: copy {} BAD, to be rewritten: {e}", l.winner.other()),
+        CopyStatus::Bad(e) => {
+            println!("other: copy {} BAD, to be rewritten: {e}", l.winner.other())
+        }
     }
-    println!("next commit: copy {} with seq {}", l.commit_target(), l.next_seq);
+    println!(
+        "next commit: copy {} with seq {}",
+        l.commit_target(),
+        l.next_seq
+    );
     println!("set: uuid {}", uuid_text(&sb.set.uuid));
     println!(
         "main device: id {:?}, {} sectors, remap block 0 at sector {}",
@@ -284,15 +358,22 @@ fn print_text(
         g.meta_b_start + g.meta_sectors,
         g.record_capacity
     );
-    println!("records: {} ({} remapped, {} pending)", sb.nr_records, sb.nr_remapped, sb.nr_pending);
+    println!(
+        "records: {} ({} remapped, {} pending)",
+        sb.nr_records, sb.nr_remapped, sb.nr_pending
+    );
     if let Some(r) = records {
-        println!("{:>20}  {:<8}  {:>12}  {:>14}", "block", "state", "slot", "spare sector");
+        println!(
+            "{:>20}  {:<8}  {:>12}  {:>14}",
+            "block", "state", "slot", "spare sector"
+        );
         for &(b, e) in r {
             match e {
                 Entry::Remapped { slot } => println!(
                     "{b:>20}  {:<8}  {slot:>12}  {:>14}",
                     "remapped",
-                    g.slot_sector(slot).map_or("-".to_string(), |s| s.to_string())
+                    g.slot_sector(slot)
+                        .map_or("-".to_string(), |s| s.to_string())
                 ),
                 Entry::Pending => println!("{b:>20}  {:<8}  {:>12}  {:>14}", "pending", "-", "-"),
             }

@@ -4,7 +4,6 @@
 
 mod alloc_count;
 mod bench;
-mod storm;
 mod dmcmd;
 mod error;
 mod events;
@@ -12,6 +11,7 @@ mod fuzz;
 mod gen;
 mod inspect;
 mod nvme;
+mod storm;
 mod tunecmd;
 
 use std::path::PathBuf;
@@ -196,8 +196,22 @@ mod tests {
     #[test]
     fn parses_device_commands() {
         let c = Cli::try_parse_from([
-            "dmremap", "create", "r0", "--main", "/dev/a", "--spare", "/dev/b", "--offset", "8",
-            "--block-size", "65536", "--read-retries", "0", "--length", "1024", "--json",
+            "dmremap",
+            "create",
+            "r0",
+            "--main",
+            "/dev/a",
+            "--spare",
+            "/dev/b",
+            "--offset",
+            "8",
+            "--block-size",
+            "65536",
+            "--read-retries",
+            "0",
+            "--length",
+            "1024",
+            "--json",
         ])
         .unwrap();
         assert!(c.json);
@@ -220,15 +234,44 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let c = Cli::try_parse_from(["dmremap", "list-remaps", "r0", "--from", "4096", "--max", "3"]).unwrap();
-        assert!(matches!(c.cmd, Cmd::ListRemaps { from: 4096, max: Some(3), .. }));
+        let c = Cli::try_parse_from([
+            "dmremap",
+            "list-remaps",
+            "r0",
+            "--from",
+            "4096",
+            "--max",
+            "3",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::ListRemaps {
+                from: 4096,
+                max: Some(3),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn refuses_bad_numbers_at_parse_time() {
         for args in [
-            &["dmremap", "create", "r0", "--main", "/dev/a", "--spare", "/dev/b", "--offset", "-8"][..],
-            &["dmremap", "create", "r0", "--main", "/dev/a", "--spare", "/dev/b", "--block-size", "4k"],
+            &[
+                "dmremap", "create", "r0", "--main", "/dev/a", "--spare", "/dev/b", "--offset",
+                "-8",
+            ][..],
+            &[
+                "dmremap",
+                "create",
+                "r0",
+                "--main",
+                "/dev/a",
+                "--spare",
+                "/dev/b",
+                "--block-size",
+                "4k",
+            ],
             &["dmremap", "create", "r0", "--main", "/dev/a"],
             &["dmremap", "remap", "r0", "abc"],
             &["dmremap", "remap", "r0", "8", "--count", "x"],
@@ -250,28 +293,68 @@ mod tests {
             &["dmremap", "events", "--follow", "--new", "--since", "3"],
             &["dmremap", "events", "--since", "x"],
             &["dmremap", "bench", "control"],
-            &["dmremap", "bench", "control", "--device", "r0", "--iterations", "0"],
+            &[
+                "dmremap",
+                "bench",
+                "control",
+                "--device",
+                "r0",
+                "--iterations",
+                "0",
+            ],
         ] {
-            assert_eq!(Cli::try_parse_from(args).unwrap_err().exit_code(), 2, "{args:?}");
+            assert_eq!(
+                Cli::try_parse_from(args).unwrap_err().exit_code(),
+                2,
+                "{args:?}"
+            );
         }
-        assert!(Cli::try_parse_from(["dmremap", "fuzz-control", "--seed", "3", "--drop-privileges"]).is_ok());
+        assert!(Cli::try_parse_from([
+            "dmremap",
+            "fuzz-control",
+            "--seed",
+            "3",
+            "--drop-privileges"
+        ])
+        .is_ok());
         let mut help = Vec::new();
         Cli::command().write_long_help(&mut help).unwrap();
-        assert!(!String::from_utf8(help).unwrap().contains("fuzz-control"), "the test aid is hidden");
+        assert!(
+            !String::from_utf8(help).unwrap().contains("fuzz-control"),
+            "the test aid is hidden"
+        );
     }
 
     #[test]
     fn manpage_and_completions_come_from_the_definitions() {
         let mut out = Vec::new();
-        clap_mangen::Man::new(Cli::command()).render(&mut out).unwrap();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut out)
+            .unwrap();
         let page = String::from_utf8(out).unwrap();
-        assert!(page.contains(".TH dmremap 1"), "{}", &page[..200.min(page.len())]);
-        for sub in ["create", "list\\-remaps", "unremap", "completions", "manpage", "tune"] {
+        assert!(
+            page.contains(".TH dmremap 1"),
+            "{}",
+            &page[..200.min(page.len())]
+        );
+        for sub in [
+            "create",
+            "list\\-remaps",
+            "unremap",
+            "completions",
+            "manpage",
+            "tune",
+        ] {
             assert!(page.contains(sub), "man page lacks {sub}");
         }
         assert!(page.contains("Exit codes"));
         let mut out = Vec::new();
-        clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "dmremap", &mut out);
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "dmremap",
+            &mut out,
+        );
         let script = String::from_utf8(out).unwrap();
         assert!(script.contains("list-remaps") && script.contains("--block-size"));
     }

@@ -36,15 +36,26 @@ struct Case {
 
 /// The segment's `stats`, parsed by the library.
 fn stats(dm: &Dm, name: &str) -> Result<Stats, CliError> {
-    dm.stats(name, 0).map_err(|e| CliError::failed(format!("{name}: stats: {e}")))
+    dm.stats(name, 0)
+        .map_err(|e| CliError::failed(format!("{name}: stats: {e}")))
 }
 
 /// Commits so far (a counter the library keeps among the other keys).
 fn commits(name: &str, s: &Stats) -> Result<u64, CliError> {
-    s.other.get("commits").copied().ok_or_else(|| CliError::failed(format!("{name}: stats has no commits")))
+    s.other
+        .get("commits")
+        .copied()
+        .ok_or_else(|| CliError::failed(format!("{name}: stats has no commits")))
 }
 
-fn run_case(dm: &Dm, a: &StormArgs, name: &'static str, batch: u64, first_sector: u64, block_sectors: u64) -> Result<Case, CliError> {
+fn run_case(
+    dm: &Dm,
+    a: &StormArgs,
+    name: &'static str,
+    batch: u64,
+    first_sector: u64,
+    block_sectors: u64,
+) -> Result<Case, CliError> {
     let before = stats(dm, &a.name)?;
     let t0 = Instant::now();
     let mut done = 0;
@@ -64,7 +75,13 @@ fn run_case(dm: &Dm, a: &StormArgs, name: &'static str, batch: u64, first_sector
             a.name, a.remaps
         )));
     }
-    Ok(Case { name, batch, remaps, commits: commits(&a.name, &after)? - commits(&a.name, &before)?, secs })
+    Ok(Case {
+        name,
+        batch,
+        remaps,
+        commits: commits(&a.name, &after)? - commits(&a.name, &before)?,
+        secs,
+    })
 }
 
 pub fn run(a: &StormArgs, json: bool) -> Result<(), CliError> {
@@ -98,7 +115,12 @@ pub fn run(a: &StormArgs, json: bool) -> Result<(), CliError> {
         for c in &cases {
             println!(
                 "{:<17} batch {:>4}: {} remaps, {} commits in {:.3} s = {:.0} durable remaps/s",
-                c.name, c.batch, c.remaps, c.commits, c.secs, rate(c)
+                c.name,
+                c.batch,
+                c.remaps,
+                c.commits,
+                c.secs,
+                rate(c)
             );
         }
     }

@@ -13,14 +13,20 @@ use dmremap_core::remap::Entry;
 use dmremap_lib::control::uapi;
 use serde_json::Value;
 
-const UUID: [u8; 16] = [0x6f, 0x1c, 0x2a, 0x90, 0x11, 0x22, 0x43, 0x44, 0x85, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc];
+const UUID: [u8; 16] = [
+    0x6f, 0x1c, 0x2a, 0x90, 0x11, 0x22, 0x43, 0x44, 0x85, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc,
+];
 /// 8 MiB spare, 4 KiB blocks, room for 16 pending records.
 const SPARE_SECTORS: u64 = 16384;
 
 fn set() -> SetInfo {
     SetInfo {
         uuid: UUID,
-        main: MainDevice { sectors: 1 << 21, offset: 0, id: MainDevice::id_from(b"QM00001-test").unwrap() },
+        main: MainDevice {
+            sectors: 1 << 21,
+            offset: 0,
+            id: MainDevice::id_from(b"QM00001-test").unwrap(),
+        },
         geometry: Geometry::for_spare(SPARE_SECTORS, 4096, 16).unwrap(),
         features_compat: 0,
     }
@@ -42,21 +48,42 @@ fn write_image(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     let mut img = vec![0u8; (SPARE_SECTORS * 512) as usize];
     let mut buf = vec![0u8; MD_BLOCK_SIZE];
     let mut bits = vec![0u64; words_for(set.geometry.data_slots)];
-    format(&mut Image(&mut img[..]), &set, records().into_iter(), &mut buf, Some(&mut bits)).unwrap();
+    format(
+        &mut Image(&mut img[..]),
+        &set,
+        records().into_iter(),
+        &mut buf,
+        Some(&mut bits),
+    )
+    .unwrap();
     let mut more = records();
     more.push((250_000, Entry::Remapped { slot: 9 }));
-    write_copy(&mut Image(&mut img[..]), &set, CopyId::A, 3, more.into_iter(), &mut buf, Some(&mut bits)).unwrap();
+    write_copy(
+        &mut Image(&mut img[..]),
+        &set,
+        CopyId::A,
+        3,
+        more.into_iter(),
+        &mut buf,
+        Some(&mut bits),
+    )
+    .unwrap();
     let path = dir.join("spare.img");
     std::fs::write(&path, &img).unwrap();
     (path, img)
 }
 
 fn inspect(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dmremap")).arg("inspect").args(args).output().expect("run dmremap")
+    Command::new(env!("CARGO_BIN_EXE_dmremap"))
+        .arg("inspect")
+        .args(args)
+        .output()
+        .expect("run dmremap")
 }
 
 fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -80,7 +107,10 @@ fn valid_image_text_and_json() {
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    assert!(!text.contains("200000"), "records are listed only with --records");
+    assert!(
+        !text.contains("200000"),
+        "records are listed only with --records"
+    );
 
     let out = inspect(&[p, "--json", "--records"]);
     assert_eq!(out.status.code(), Some(0));
@@ -101,7 +131,10 @@ fn valid_image_text_and_json() {
     assert_eq!(v["superblock"]["main"]["sectors"], 1u64 << 21);
     assert_eq!(v["superblock"]["geometry"]["data_slots"], g.data_slots);
     assert_eq!(v["superblock"]["geometry"]["data_start"], g.data_start);
-    assert_eq!(v["superblock"]["geometry"]["record_capacity"], g.data_slots + 16);
+    assert_eq!(
+        v["superblock"]["geometry"]["record_capacity"],
+        g.data_slots + 16
+    );
     let recs = v["records"].as_array().unwrap();
     assert_eq!(recs.len(), 5);
     assert_eq!(recs[1]["block"], 100);
@@ -114,7 +147,12 @@ fn valid_image_text_and_json() {
 
     let out = inspect(&["--records", p]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["200000", "remapped", "1", &(g.data_start + 8).to_string()]), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["200000", "remapped", "1", &(g.data_start + 8).to_string()]),
+        "{text}"
+    );
 }
 
 #[test]
@@ -131,10 +169,16 @@ fn one_damaged_copy_falls_back_and_is_reported() {
     assert_eq!(v["winner"], "B");
     assert_eq!(v["counts"]["records"], 4);
     assert_eq!(v["copies"][0]["valid"], false);
-    assert_eq!(v["copies"][0]["error"], "record block 0: field crc: checksum mismatch");
+    assert_eq!(
+        v["copies"][0]["error"],
+        "record block 0: field crc: checksum mismatch"
+    );
     assert_eq!(v["other"]["valid"], false);
     assert_eq!(v["next_commit"]["copy"], "A");
-    assert_eq!(v["next_commit"]["seq"], 4, "seq 3 was seen in an intact superblock");
+    assert_eq!(
+        v["next_commit"]["seq"], 4,
+        "seq 3 was seen in an intact superblock"
+    );
 }
 
 #[test]
@@ -150,19 +194,26 @@ fn no_valid_copy_exits_1_and_names_both_copies() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.starts_with(&format!("dmremap: {p}: no valid metadata copy: copy A: superblock field crc"))
-            && err.contains("copy B: superblock field magic"),
+        err.starts_with(&format!(
+            "dmremap: {p}: no valid metadata copy: copy A: superblock field crc"
+        )) && err.contains("copy B: superblock field magic"),
         "{err}"
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("status: damaged") && text.contains("copy A (superblock at sector 0): BAD"), "{text}");
+    assert!(
+        text.contains("status: damaged") && text.contains("copy A (superblock at sector 0): BAD"),
+        "{text}"
+    );
 
     let out = inspect(&[p, "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v = json_of(&out);
     assert_eq!(v["status"], "damaged");
     assert_eq!(v["winner"], Value::Null);
-    assert!(v["error"].as_str().unwrap().contains("copy B: superblock field magic"));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("copy B: superblock field magic"));
 }
 
 #[test]
@@ -182,7 +233,10 @@ fn blank_resized_and_missing() {
     let out = inspect(&[path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("written for a spare of 16384 sectors, device has 16392"), "{err}");
+    assert!(
+        err.contains("written for a spare of 16384 sectors, device has 16392"),
+        "{err}"
+    );
 
     let tiny = dir.path().join("tiny.img");
     std::fs::write(&tiny, vec![0u8; 4096]).unwrap();
@@ -194,7 +248,10 @@ fn blank_resized_and_missing() {
     let out = inspect(&[missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.starts_with(&format!("dmremap: {}: ", missing.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("dmremap: {}: ", missing.display())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -202,7 +259,10 @@ fn header_structs_match_the_codec() {
     use uapi::{dmr_md_record, dmr_md_record_block as rb, dmr_md_superblock as sb};
     assert_eq!(size_of::<sb>(), MD_BLOCK_SIZE);
     assert_eq!(size_of::<rb>(), MD_BLOCK_SIZE);
-    assert_eq!(size_of::<dmr_md_record>(), dmremap_core::metadata::RECORD_SIZE);
+    assert_eq!(
+        size_of::<dmr_md_record>(),
+        dmremap_core::metadata::RECORD_SIZE
+    );
     let sbf = [
         (offset_of!(sb, magic), layout::SB_MAGIC),
         (offset_of!(sb, crc), layout::SB_CRC),
@@ -245,7 +305,10 @@ fn header_structs_match_the_codec() {
         (offset_of!(rb, reserved0), layout::RB_RESERVED),
         (offset_of!(rb, records), layout::RB_RECORDS),
         (offset_of!(dmr_md_record, block), layout::REC_BLOCK),
-        (offset_of!(dmr_md_record, state_slot), layout::REC_STATE_SLOT),
+        (
+            offset_of!(dmr_md_record, state_slot),
+            layout::REC_STATE_SLOT,
+        ),
     ];
     for (i, (h, c)) in rbf.iter().enumerate() {
         assert_eq!(h, c, "record block field #{i}");
@@ -255,18 +318,40 @@ fn header_structs_match_the_codec() {
     assert_eq!(uapi::DMR_MD_SB_MAGIC, m::SB_MAGIC);
     assert_eq!(uapi::DMR_MD_RB_MAGIC, m::RB_MAGIC);
     assert_eq!(uapi::DMR_MD_BLOCK_SIZE as usize, m::MD_BLOCK_SIZE);
-    assert_eq!(uapi::DMR_MD_RECORDS_PER_BLOCK as usize, m::RECORDS_PER_BLOCK);
-    assert_eq!((uapi::DMR_MD_COPY_A, uapi::DMR_MD_COPY_B), (m::COPY_ID_A, m::COPY_ID_B));
+    assert_eq!(
+        uapi::DMR_MD_RECORDS_PER_BLOCK as usize,
+        m::RECORDS_PER_BLOCK
+    );
+    assert_eq!(
+        (uapi::DMR_MD_COPY_A, uapi::DMR_MD_COPY_B),
+        (m::COPY_ID_A, m::COPY_ID_B)
+    );
     assert_eq!(uapi::DMR_MD_STATE_SHIFT, m::STATE_SHIFT);
-    assert_eq!((uapi::DMR_MD_STATE_REMAPPED as u64, uapi::DMR_MD_STATE_PENDING as u64), (m::STATE_REMAPPED, m::STATE_PENDING));
+    assert_eq!(
+        (
+            uapi::DMR_MD_STATE_REMAPPED as u64,
+            uapi::DMR_MD_STATE_PENDING as u64
+        ),
+        (m::STATE_REMAPPED, m::STATE_PENDING)
+    );
     assert_eq!(uapi::DMR_MD_SLOT_MASK, m::SLOT_MASK);
     assert_eq!(uapi::DMR_MD_UUID_LEN as usize, m::UUID_LEN);
     assert_eq!(uapi::DMR_MD_MAIN_ID_LEN as usize, m::MAIN_ID_LEN);
-    assert_eq!(uapi::DMR_MD_FEATURES_INCOMPAT_SUPPORTED, m::FEATURES_INCOMPAT_SUPPORTED);
+    assert_eq!(
+        uapi::DMR_MD_FEATURES_INCOMPAT_SUPPORTED,
+        m::FEATURES_INCOMPAT_SUPPORTED
+    );
     // Fields read at the header's offsets from a superblock the codec wrote.
     let mut img = vec![0u8; (SPARE_SECTORS * 512) as usize];
     let mut buf = vec![0u8; MD_BLOCK_SIZE];
-    format(&mut Image(&mut img[..]), &set(), records().into_iter(), &mut buf, None).unwrap();
+    format(
+        &mut Image(&mut img[..]),
+        &set(),
+        records().into_iter(),
+        &mut buf,
+        None,
+    )
+    .unwrap();
     let u32_at = |off: usize| u32::from_le_bytes(img[off..off + 4].try_into().unwrap());
     let u64_at = |off: usize| u64::from_le_bytes(img[off..off + 8].try_into().unwrap());
     assert_eq!(u32_at(offset_of!(sb, magic)), m::SB_MAGIC);

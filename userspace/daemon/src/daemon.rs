@@ -301,7 +301,9 @@ impl Daemon {
                 ..Default::default()
             };
             if backends.pending_marker.is_none() {
-                log::info!("scrub: no pending marker given; unreadable blocks are reported, not marked");
+                log::info!(
+                    "scrub: no pending marker given; unreadable blocks are reported, not marked"
+                );
             }
             to_start.push(Box::new(ScrubSource::new(
                 sc.devices.iter().map(PathBuf::from).collect(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use dmremap_lib::tune;
+use dmremapd::backends::{mark_error_log, ControlEvents, DmMarker, ScraperProbe};
 use dmremapd::config::Config;
 use dmremapd::daemon::{self, Backends};
 use dmremapd::loadtest::{self, LoadTestOptions, SinkKind};
@@ -19,7 +20,6 @@ use dmremapd::pipeline::{PipelineConfig, Policy};
 use dmremapd::queue::QueueImpl;
 use dmremapd::scrub::{self, BlockReader, BufferPool, FileReader, ScrubEvent, ScrubOptions};
 use dmremapd::source::StopToken;
-use dmremapd::backends::{mark_error_log, ControlEvents, DmMarker, ScraperProbe};
 use dmremapd::{bench, logging};
 
 /// Counts heap allocations while enabled (load tests and benchmarks turn it on).
@@ -524,7 +524,15 @@ fn scrub_cmd(
     } else {
         None
     };
-    match scrub::scrub(&mut reader, &name, &opts, marker, &pool, &stop, &mut observe) {
+    match scrub::scrub(
+        &mut reader,
+        &name,
+        &opts,
+        marker,
+        &pool,
+        &stop,
+        &mut observe,
+    ) {
         Ok(r) => {
             if json {
                 println!(

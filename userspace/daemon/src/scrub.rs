@@ -725,7 +725,12 @@ mod tests {
     use std::sync::Arc;
 
     /// A scrub without a pending marker, stop request or event observer.
-    fn scrub_plain(r: &mut dyn BlockReader, device: &str, o: &ScrubOptions, pool: &BufferPool) -> io::Result<ScrubReport> {
+    fn scrub_plain(
+        r: &mut dyn BlockReader,
+        device: &str,
+        o: &ScrubOptions,
+        pool: &BufferPool,
+    ) -> io::Result<ScrubReport> {
         scrub(r, device, o, None, pool, &StopToken::new(), &mut |_| {})
     }
 
@@ -822,8 +827,7 @@ mod tests {
         );
         // The same pool buffer serves a second pass.
         let mut r = FileReader::open(&p, false).unwrap();
-        scrub_plain(&mut r, "disk", &opts(65536, 4096), &pool)
-        .unwrap();
+        scrub_plain(&mut r, "disk", &opts(65536, 4096), &pool).unwrap();
         assert_eq!(pool.allocations.load(Ordering::Relaxed), 1);
         assert_eq!(r.mode(), "buffered");
     }
@@ -834,8 +838,7 @@ mod tests {
         let p = file(dir.path(), 10_000); // not a multiple of 512
         let mut r = FileReader::open(&p, true).unwrap();
         let pool = BufferPool::new(8192, 4096, 1);
-        let rep = scrub_plain(&mut r, "odd", &opts(8192, 4096), &pool)
-        .unwrap();
+        let rep = scrub_plain(&mut r, "odd", &opts(8192, 4096), &pool).unwrap();
         assert!(rep.complete);
         assert_eq!(rep.bytes_read, 10_000);
     }
@@ -924,8 +927,7 @@ mod tests {
             reads: 0,
         };
         let pool = BufferPool::new(65536, 4096, 1);
-        let e = scrub_plain(&mut r, "gone", &opts(65536, 4096), &pool)
-        .unwrap_err();
+        let e = scrub_plain(&mut r, "gone", &opts(65536, 4096), &pool).unwrap_err();
         assert!(e.to_string().contains("gone"), "{e}");
     }
 
@@ -965,8 +967,7 @@ mod tests {
 
         // Resume: reads only the rest.
         let mut r = FileReader::open(&p, true).unwrap();
-        let rep = scrub_plain(&mut r, "disk", &o, &pool)
-        .unwrap();
+        let rep = scrub_plain(&mut r, "disk", &o, &pool).unwrap();
         assert!(rep.resumed && rep.complete);
         assert_eq!(rep.start_offset, 5 * 65536);
         assert_eq!(rep.bytes_read, 11 * 65536);
@@ -974,8 +975,7 @@ mod tests {
 
         // A complete checkpoint starts a new pass from 0.
         let mut r = FileReader::open(&p, true).unwrap();
-        let rep = scrub_plain(&mut r, "disk", &o, &pool)
-        .unwrap();
+        let rep = scrub_plain(&mut r, "disk", &o, &pool).unwrap();
         assert!(!rep.resumed);
         assert_eq!(rep.bytes_read, 16 * 65536);
 
@@ -994,15 +994,13 @@ mod tests {
         )
         .unwrap();
         let mut r = FileReader::open(&p, true).unwrap();
-        let rep = scrub_plain(&mut r, "disk", &o, &pool)
-        .unwrap();
+        let rep = scrub_plain(&mut r, "disk", &o, &pool).unwrap();
         assert_eq!(rep.start_offset, 0);
 
         // A corrupt checkpoint is an error naming the file.
         std::fs::write(&ck, "{not json").unwrap();
         let mut r = FileReader::open(&p, true).unwrap();
-        let e = scrub_plain(&mut r, "disk", &o, &pool)
-        .unwrap_err();
+        let e = scrub_plain(&mut r, "disk", &o, &pool).unwrap_err();
         assert!(e.to_string().contains("ck.json"), "{e}");
     }
 
@@ -1015,8 +1013,7 @@ mod tests {
         let mut o = opts(65536, 4096);
         o.rate = Some(4 << 20); // 1 MiB at 4 MiB/s: 250 ms
         let t = Instant::now();
-        let rep = scrub_plain(&mut r, "disk", &o, &pool)
-        .unwrap();
+        let rep = scrub_plain(&mut r, "disk", &o, &pool).unwrap();
         let el = t.elapsed();
         assert!(el >= Duration::from_millis(240), "{el:?}");
         assert!(el < Duration::from_secs(3), "{el:?}");

@@ -188,7 +188,10 @@ impl Sink for MemorySink {
     }
 
     fn write_batch(&mut self, batch: &[Event]) -> io::Result<()> {
-        self.0.lock().map_err(|_| io::Error::other("memory sink poisoned"))?.extend_from_slice(batch);
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("memory sink poisoned"))?
+            .extend_from_slice(batch);
         Ok(())
     }
 

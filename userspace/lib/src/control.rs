@@ -15,7 +15,12 @@ pub mod uapi {
 nix::ioctl_readwrite!(ioc_version, uapi::DMR_IOCTL_MAGIC, 0x00, uapi::dmr_version);
 nix::ioctl_readwrite!(ioc_bench, uapi::DMR_IOCTL_MAGIC, 0x01, uapi::dmr_bench);
 nix::ioctl_readwrite!(ioc_events, uapi::DMR_IOCTL_MAGIC, 0x02, uapi::dmr_events);
-nix::ioctl_readwrite!(ioc_events_seek, uapi::DMR_IOCTL_MAGIC, 0x03, uapi::dmr_events_seek);
+nix::ioctl_readwrite!(
+    ioc_events_seek,
+    uapi::DMR_IOCTL_MAGIC,
+    0x03,
+    uapi::dmr_events_seek
+);
 
 /// Default path of the control device.
 pub const CONTROL_PATH: &str = "/dev/dm-remap";
@@ -237,28 +242,52 @@ impl Control {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 Err(ControlError::Permission { path, what: "open" })
             }
-            Err(source) => Err(ControlError::Io { path, what: "open", source }),
+            Err(source) => Err(ControlError::Io {
+                path,
+                what: "open",
+                source,
+            }),
         }
     }
 
     fn err(&self, what: &'static str, e: nix::Error) -> ControlError {
         if e == nix::Error::EPERM || e == nix::Error::EACCES {
-            ControlError::Permission { path: self.path.clone(), what }
+            ControlError::Permission {
+                path: self.path.clone(),
+                what,
+            }
         } else {
-            ControlError::Io { path: self.path.clone(), what, source: io::Error::from(e) }
+            ControlError::Io {
+                path: self.path.clone(),
+                what,
+                source: io::Error::from(e),
+            }
         }
     }
 
     /// ABI and target versions.
     pub fn version(&self) -> Result<Version, ControlError> {
-        let mut v = uapi::dmr_version { size: std::mem::size_of::<uapi::dmr_version>() as u32, ..Default::default() };
+        let mut v = uapi::dmr_version {
+            size: std::mem::size_of::<uapi::dmr_version>() as u32,
+            ..Default::default()
+        };
         // SAFETY: `v` is a valid, initialised dmr_version for the kernel to read and fill.
-        unsafe { ioc_version(self.file.as_raw_fd(), &mut v) }.map_err(|e| self.err("version ioctl", e))?;
-        Ok(Version { abi: v.abi_version, target: v.target_version })
+        unsafe { ioc_version(self.file.as_raw_fd(), &mut v) }
+            .map_err(|e| self.err("version ioctl", e))?;
+        Ok(Version {
+            abi: v.abi_version,
+            target: v.target_version,
+        })
     }
 
     /// Run the in-kernel microbenchmark.
-    pub fn bench(&self, op: BenchOp, iterations: u64, entries: u64, batch: u32) -> Result<BenchResult, ControlError> {
+    pub fn bench(
+        &self,
+        op: BenchOp,
+        iterations: u64,
+        entries: u64,
+        batch: u32,
+    ) -> Result<BenchResult, ControlError> {
         let mut b = uapi::dmr_bench {
             size: std::mem::size_of::<uapi::dmr_bench>() as u32,
             op: op.raw(),
@@ -268,7 +297,8 @@ impl Control {
             ..Default::default()
         };
         // SAFETY: `b` is a valid, initialised dmr_bench for the kernel to read and fill.
-        unsafe { ioc_bench(self.file.as_raw_fd(), &mut b) }.map_err(|e| self.err("bench ioctl", e))?;
+        unsafe { ioc_bench(self.file.as_raw_fd(), &mut b) }
+            .map_err(|e| self.err("bench ioctl", e))?;
         Ok(BenchResult {
             op: op.name(),
             iterations: b.iterations,
@@ -295,10 +325,16 @@ impl Control {
             ..Default::default()
         };
         // SAFETY: `req` is valid; `req.buf` points to `max` writable events that outlive the call.
-        unsafe { ioc_events(self.file.as_raw_fd(), &mut req) }.map_err(|e| self.err("events ioctl", e))?;
+        unsafe { ioc_events(self.file.as_raw_fd(), &mut req) }
+            .map_err(|e| self.err("events ioctl", e))?;
         let n = (req.count as usize).min(buf.len());
         let events = buf[..n].iter().map(Event::from_raw).collect();
-        Ok(EventBatch { events, next_seq: req.next_seq, oldest_seq: req.oldest_seq, lost: req.lost })
+        Ok(EventBatch {
+            events,
+            next_seq: req.next_seq,
+            oldest_seq: req.oldest_seq,
+            lost: req.lost,
+        })
     }
 
     /// Move this file's event read() cursor; returns the sequence number read() returns next.
@@ -315,7 +351,8 @@ impl Control {
             ..Default::default()
         };
         // SAFETY: `req` is a valid, initialised dmr_events_seek for the kernel to read and fill.
-        unsafe { ioc_events_seek(self.file.as_raw_fd(), &mut req) }.map_err(|e| self.err("events seek ioctl", e))?;
+        unsafe { ioc_events_seek(self.file.as_raw_fd(), &mut req) }
+            .map_err(|e| self.err("events seek ioctl", e))?;
         Ok(req.cursor)
     }
 
@@ -328,11 +365,23 @@ impl Control {
             if fl < 0 {
                 fl
             } else {
-                libc::fcntl(fd, libc::F_SETFL, if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK })
+                libc::fcntl(
+                    fd,
+                    libc::F_SETFL,
+                    if on {
+                        fl | libc::O_NONBLOCK
+                    } else {
+                        fl & !libc::O_NONBLOCK
+                    },
+                )
             }
         };
         if r < 0 {
-            return Err(ControlError::Io { path: self.path.clone(), what: "fcntl", source: io::Error::last_os_error() });
+            return Err(ControlError::Io {
+                path: self.path.clone(),
+                what: "fcntl",
+                source: io::Error::last_os_error(),
+            });
         }
         Ok(())
     }
@@ -340,7 +389,11 @@ impl Control {
     /// Wait up to `timeout_ms` (-1: forever) until read() has events; returns whether it has.
     /// An interrupting signal counts as "not yet".
     pub fn wait_events(&self, timeout_ms: i32) -> Result<bool, ControlError> {
-        let mut p = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd for the duration of the call.
         let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
         if n < 0 {
@@ -348,7 +401,11 @@ impl Control {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(false);
             }
-            return Err(ControlError::Io { path: self.path.clone(), what: "poll", source: e });
+            return Err(ControlError::Io {
+                path: self.path.clone(),
+                what: "poll",
+                source: e,
+            });
         }
         Ok(n > 0 && p.revents & libc::POLLIN != 0)
     }
@@ -364,12 +421,22 @@ impl Control {
             let e = io::Error::last_os_error();
             return match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(Vec::new()),
-                io::ErrorKind::PermissionDenied => Err(ControlError::Permission { path: self.path.clone(), what: "read" }),
-                _ => Err(ControlError::Io { path: self.path.clone(), what: "read", source: e }),
+                io::ErrorKind::PermissionDenied => Err(ControlError::Permission {
+                    path: self.path.clone(),
+                    what: "read",
+                }),
+                _ => Err(ControlError::Io {
+                    path: self.path.clone(),
+                    what: "read",
+                    source: e,
+                }),
             };
         }
         let n = n as usize / std::mem::size_of::<uapi::dmr_event>();
-        Ok(buf[..n.min(buf.len())].iter().map(Event::from_raw).collect())
+        Ok(buf[..n.min(buf.len())]
+            .iter()
+            .map(Event::from_raw)
+            .collect())
     }
 
     /// The raw file, for callers that issue their own ioctls (tests of bad input).
@@ -388,11 +455,17 @@ mod tests {
         assert_eq!(std::mem::size_of::<uapi::dmr_bench>(), 112);
         assert_eq!(uapi::DMR_IOCTL_MAGIC, 0xDB);
         // _IOWR('\xdb', 1, 112 bytes)
-        assert_eq!(nix::request_code_readwrite!(uapi::DMR_IOCTL_MAGIC, 0x01, 112) as u64, 0xC070_DB01);
+        assert_eq!(
+            nix::request_code_readwrite!(uapi::DMR_IOCTL_MAGIC, 0x01, 112) as u64,
+            0xC070_DB01
+        );
         assert_eq!(std::mem::size_of::<uapi::dmr_event>(), 48);
         assert_eq!(std::mem::size_of::<uapi::dmr_events_seek>(), 48);
         assert_eq!(std::mem::offset_of!(uapi::dmr_events_seek, cursor), 24);
-        assert_eq!(nix::request_code_readwrite!(uapi::DMR_IOCTL_MAGIC, 0x03, 48) as u64, 0xC030_DB03);
+        assert_eq!(
+            nix::request_code_readwrite!(uapi::DMR_IOCTL_MAGIC, 0x03, 48) as u64,
+            0xC030_DB03
+        );
     }
 
     #[test]
@@ -406,13 +479,23 @@ mod tests {
         let e = Event::from_raw(&raw);
         assert_eq!(e.kind, EventType::Overflow);
         let j = serde_json::to_string(&e).unwrap();
-        assert!(j.starts_with(r#"{"seq":5,"time_ns":0,"type":"overflow","dev":"0:0","sector":0,"arg":7,"#), "{j}");
+        assert!(
+            j.starts_with(
+                r#"{"seq":5,"time_ns":0,"type":"overflow","dev":"0:0","sector":0,"arg":7,"#
+            ),
+            "{j}"
+        );
     }
 
     #[test]
     fn missing_device_says_module_not_loaded() {
-        let e = Control::open_path(Path::new("/nonexistent/dm-remap")).err().unwrap();
+        let e = Control::open_path(Path::new("/nonexistent/dm-remap"))
+            .err()
+            .unwrap();
         let msg = e.to_string();
-        assert!(msg.contains("/nonexistent/dm-remap") && msg.contains("not loaded"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/dm-remap") && msg.contains("not loaded"),
+            "{msg}"
+        );
     }
 }

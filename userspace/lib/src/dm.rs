@@ -1160,7 +1160,11 @@ impl Dm {
         let end = sector
             .checked_add(count)
             .filter(|&e| e <= line.start + line.length)
-            .ok_or_else(|| Error::Invalid(format!("sectors {sector}+{count} run past the end of their segment")))?;
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "sectors {sector}+{count} run past the end of their segment"
+                ))
+            })?;
         let bsec = u64::from(line.params.parse::<RemapTable>()?.block_size / 512).max(1);
         let blocks = (end - 1 - line.start) / bsec - (sector - line.start) / bsec + 1;
         parse_pending_answer(&self.expect_answer(
@@ -1677,7 +1681,10 @@ mod tests {
         }
         assert_eq!(parse_unremap_answer("unremapped block 513").unwrap(), 513);
         assert!(parse_unremap_answer("pong").is_err());
-        assert_eq!(parse_pending_answer("marked 3 blocks pending\n").unwrap(), 3);
+        assert_eq!(
+            parse_pending_answer("marked 3 blocks pending\n").unwrap(),
+            3
+        );
         assert_eq!(parse_pending_answer("marked 1 block pending").unwrap(), 1);
         assert!(parse_pending_answer("marked x blocks pending").is_err());
         assert!(parse_pending_answer("pong").is_err());

@@ -760,13 +760,23 @@ mod tests {
         assert!(r.controllers[0].errors.is_some(), "first cycle reads");
         assert_eq!(reads(&s), 1);
         let r = s.scrape_cycle().unwrap();
-        assert!(r.controllers[0].errors.is_none(), "count unchanged: no read");
+        assert!(
+            r.controllers[0].errors.is_none(),
+            "count unchanged: no read"
+        );
         assert_eq!(reads(&s), 1);
         // The controller logs an error: the SMART count moves, the next cycle reads the log.
         let mut smart = SmartLog::decode(&s.transport().controllers["nvme0"].smart).unwrap();
         smart.num_err_log_entries += 1;
         smart
-            .encode(&mut s.transport_mut().controllers.get_mut("nvme0").unwrap().smart)
+            .encode(
+                &mut s
+                    .transport_mut()
+                    .controllers
+                    .get_mut("nvme0")
+                    .unwrap()
+                    .smart,
+            )
             .unwrap();
         let r = s.scrape_cycle().unwrap();
         assert!(r.controllers[0].errors.is_some());
@@ -871,7 +881,9 @@ mod tests {
             serial: serial.into(),
             firmware_rev: "1.0".into(),
             pci_vendor: Some(0x1b36),
-            namespaces: (1..=ns).map(|i| (format!("{name}n{i}"), 2048, 512)).collect(),
+            namespaces: (1..=ns)
+                .map(|i| (format!("{name}n{i}"), 2048, 512))
+                .collect(),
         };
         fs.add(&sys("nvme0", "A", 1)).unwrap();
         let root = dir.path().to_path_buf();
@@ -897,9 +909,14 @@ mod tests {
         let mut s = Scraper::new(Discovery::Sysfs(root), t, ScraperConfig::default());
         assert_eq!(s.scrape_cycle().unwrap().controllers.len(), 2);
         fs.add(&sys("nvme2", "D", 1)).unwrap();
-        s.transport_mut().insert("nvme2", FakeController::generic("D"));
+        s.transport_mut()
+            .insert("nvme2", FakeController::generic("D"));
         let r = s.scrape_cycle().unwrap();
-        assert_eq!(r.controllers.len(), 3, "the new controller is found on the next cycle");
+        assert_eq!(
+            r.controllers.len(),
+            3,
+            "the new controller is found on the next cycle"
+        );
     }
 
     #[test]

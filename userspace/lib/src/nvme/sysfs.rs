@@ -286,7 +286,12 @@ pub fn still_current(root: &Path, list: &[Controller]) -> io::Result<bool> {
         let mut namespaces = 0;
         for ent in fs::read_dir(&cdir).map_err(|e| annotate(&cdir, e))? {
             let ent = ent.map_err(|e| annotate(&cdir, e))?;
-            if ent.file_name().to_str().and_then(parse_namespace_name).is_some() {
+            if ent
+                .file_name()
+                .to_str()
+                .and_then(parse_namespace_name)
+                .is_some()
+            {
                 namespaces += 1;
             }
         }
