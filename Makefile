@@ -6,11 +6,12 @@ BENCH ?=
 CARGO ?= cargo
 export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 
-.PHONY: help deps kernel kmod userspace cargo-test vm-test test demo bench clean
+.PHONY: help deps kernel kmod userspace lint cargo-test vm-test test demo bench clean
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
-	@echo "make test                  cargo tests + the VM scenario suite on the debug kernel"
+	@echo "make test                  lint, cargo tests + the VM scenario suite on the debug kernel"
+	@echo "make lint                  cargo fmt --check and clippy with warnings as errors"
 	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
 	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
 	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
@@ -36,6 +37,12 @@ endif
 userspace: deps
 	@t0=$$SECONDS; $(CARGO) build --release --workspace --bins || exit 1; echo "[$$(date +%T)] stage userspace: done in $$((SECONDS - t0)) s"
 
+# Fails fast: formatting and clippy before anything is built or booted.
+lint: deps
+	@t0=$$SECONDS; $(CARGO) fmt --all --check || { echo "lint: run 'cargo fmt --all'"; exit 1; }; \
+	$(CARGO) clippy --workspace --all-targets -- -D warnings || exit 1; \
+	echo "[$$(date +%T)] stage lint: done in $$((SECONDS - t0)) s"
+
 cargo-test: deps
 	@t0=$$SECONDS; $(CARGO) test --workspace; rc=$$?; echo "[$$(date +%T)] stage cargo-test: done in $$((SECONDS - t0)) s"; exit $$rc
 
@@ -45,7 +52,9 @@ ifeq ($(SCENARIO),)
 	@tests/vm/run.sh --flavour $(FLAVOUR) --powercut 3 60
 endif
 
-test: cargo-test vm-test
+# lint runs first and stops the run before the cargo tests and the VM suite.
+test: lint
+	@$(MAKE) --no-print-directory cargo-test vm-test
 
 bench: deps userspace
 	@test -n "$(BENCH)" || { echo "usage: make bench BENCH=kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub"; exit 2; }

@@ -470,7 +470,7 @@ impl Config {
                 "scrub.block_size",
                 format!("must be a power of two >= 512 (got {})", s.block_size),
             ));
-        } else if s.read_kb == 0 || (s.read_kb * 1024) % s.block_size != 0 {
+        } else if s.read_kb == 0 || !(s.read_kb * 1024).is_multiple_of(s.block_size) {
             v.push(err(
                 "scrub.read_kb",
                 format!(

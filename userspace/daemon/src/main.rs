@@ -136,31 +136,34 @@ enum Cmd {
         which: BenchCmd,
     },
     /// Read a device or file end to end once, reporting unreadable blocks.
-    Scrub {
-        device: PathBuf,
-        /// Rate limit, MB/s (10^6 bytes); default unlimited.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Checkpoint file to resume from and update.
-        #[arg(long)]
-        checkpoint: Option<PathBuf>,
-        /// Bad-block granularity in bytes (the dm-remap block size).
-        #[arg(long, default_value_t = 4096)]
-        block_size: usize,
-        /// Bytes per sequential read, KiB.
-        #[arg(long, default_value_t = 1024)]
-        read_kb: usize,
-        /// Do not try O_DIRECT.
-        #[arg(long)]
-        no_direct: bool,
-        /// Mark unreadable blocks pending (`pending` target message) on the remap device that
-        /// DEVICE is, or whose main device DEVICE is.
-        #[arg(long)]
-        mark_pending: bool,
-        /// Events and the final report as JSON lines on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Scrub(ScrubArgs),
+}
+
+#[derive(clap::Args)]
+struct ScrubArgs {
+    device: PathBuf,
+    /// Rate limit, MB/s (10^6 bytes); default unlimited.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Checkpoint file to resume from and update.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Bad-block granularity in bytes (the dm-remap block size).
+    #[arg(long, default_value_t = 4096)]
+    block_size: usize,
+    /// Bytes per sequential read, KiB.
+    #[arg(long, default_value_t = 1024)]
+    read_kb: usize,
+    /// Do not try O_DIRECT.
+    #[arg(long)]
+    no_direct: bool,
+    /// Mark unreadable blocks pending (`pending` target message) on the remap device that
+    /// DEVICE is, or whose main device DEVICE is.
+    #[arg(long)]
+    mark_pending: bool,
+    /// Events and the final report as JSON lines on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -308,25 +311,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Cmd::Scrub {
-            device,
-            rate,
-            checkpoint,
-            block_size,
-            read_kb,
-            no_direct,
-            mark_pending,
-            json,
-        }) => scrub_cmd(
-            device,
-            rate,
-            checkpoint,
-            block_size,
-            read_kb,
-            !no_direct,
-            mark_pending,
-            json,
-        ),
+        Some(Cmd::Scrub(a)) => scrub_cmd(&a),
     }
 }
 
@@ -430,16 +415,18 @@ fn run_daemon(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn scrub_cmd(
-    device: PathBuf,
-    rate: Option<f64>,
-    checkpoint: Option<PathBuf>,
-    block_size: usize,
-    read_kb: usize,
-    direct: bool,
-    mark_pending: bool,
-    json: bool,
-) -> ExitCode {
+fn scrub_cmd(a: &ScrubArgs) -> ExitCode {
+    let ScrubArgs {
+        ref device,
+        rate,
+        ref checkpoint,
+        block_size,
+        read_kb,
+        no_direct,
+        mark_pending,
+        json,
+    } = *a;
+    let direct = !no_direct;
     let mut marker = DmMarker::new();
     if let Some(r) = rate {
         if !(r > 0.0 && r.is_finite()) {
@@ -476,10 +463,10 @@ fn scrub_cmd(
         read_size: read_kb * 1024,
         block_size,
         rate: rate.map(|r| (r * 1e6) as u64),
-        checkpoint,
+        checkpoint: checkpoint.clone(),
         ..Default::default()
     };
-    let mut reader = match FileReader::open(&device, direct) {
+    let mut reader = match FileReader::open(device, direct) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dmremapd: scrub: {e}");

@@ -565,7 +565,7 @@ fn deliver(batch: &mut Vec<Event>, sinks: &mut [Box<dyn Sink>], shared: &Shared,
             Err(e) => {
                 let n = st.errors.fetch_add(1, Ordering::Relaxed);
                 // The first error and then every 1000th, so a full disk does not flood the log.
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     log::error!(
                         "sink {}: writing {} events failed: {e} ({} errors so far)",
                         s.name(),

@@ -432,13 +432,13 @@ impl ScrubOptions {
                 self.block_size
             ));
         }
-        if self.block_size % align != 0 {
+        if !self.block_size.is_multiple_of(align) {
             return Err(format!(
                 "block size {} is not a multiple of the device's alignment {align}",
                 self.block_size
             ));
         }
-        if self.read_size == 0 || self.read_size % self.block_size != 0 {
+        if self.read_size == 0 || !self.read_size.is_multiple_of(self.block_size) {
             return Err(format!(
                 "read size {} must be a non-zero multiple of the block size {}",
                 self.read_size, self.block_size

@@ -432,7 +432,7 @@ impl<T: AdminTransport> Scraper<T> {
                 true,
             ),
             Some(Err(e)) => (Err(e.clone()), true),
-            None => match self.detect(&name) {
+            None => match self.detect(name) {
                 Ok((d, aws)) => {
                     let out = Detected {
                         device_type: d.device_type,
