@@ -11,6 +11,7 @@ mod fuzz;
 mod gen;
 mod inspect;
 mod nvme;
+mod nvme_bench;
 mod storm;
 mod tunecmd;
 
