@@ -6,7 +6,7 @@ BENCH ?=
 CARGO ?= cargo
 export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 
-.PHONY: help deps kernel kmod userspace lint cargo-test vm-test test demo bench clean
+.PHONY: help deps kernel kmod userspace devtools lint cargo-test vm-test test demo bench clean
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
@@ -16,7 +16,8 @@ help:
 	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
 	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
 	@echo "make kernel FLAVOUR=x      build the cached test kernel"
-	@echo "make userspace             build dmremap and dmremapd"
+	@echo "make userspace             build dmremap and dmremapd (production, checked free of dev tools)"
+	@echo "make devtools              build them with the development tools into target/devtools"
 	@echo "make deps                  install the Debian packages and tools the build needs"
 
 deps:
@@ -35,18 +36,27 @@ kmod: deps
 endif
 
 userspace: deps
-	@t0=$$SECONDS; $(CARGO) build --release --workspace --bins || exit 1; echo "[$$(date +%T)] stage userspace: done in $$((SECONDS - t0)) s"
+	@t0=$$SECONDS; $(CARGO) build --release --workspace --bins || exit 1; \
+	scripts/check-release-bins.sh target/release || exit 1; \
+	echo "[$$(date +%T)] stage userspace: done in $$((SECONDS - t0)) s"
+
+# The VM tests and benchmarks use the development tools (fuzz-control, bench storm, nvme bench,
+# loadtest, dmremapd bench, testing-inject-error-log): built into target/devtools.
+devtools: deps
+	@t0=$$SECONDS; $(CARGO) build --profile devtools --workspace --bins --features dmremap/devtools,dmremapd/devtools || exit 1; \
+	echo "[$$(date +%T)] stage devtools: done in $$((SECONDS - t0)) s"
 
 # Fails fast: formatting and clippy before anything is built or booted.
 lint: deps
 	@t0=$$SECONDS; $(CARGO) fmt --all --check || { echo "lint: run 'cargo fmt --all'"; exit 1; }; \
 	$(CARGO) clippy --workspace --all-targets -- -D warnings || exit 1; \
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings || exit 1; \
 	echo "[$$(date +%T)] stage lint: done in $$((SECONDS - t0)) s"
 
 cargo-test: deps
-	@t0=$$SECONDS; $(CARGO) test --workspace; rc=$$?; echo "[$$(date +%T)] stage cargo-test: done in $$((SECONDS - t0)) s"; exit $$rc
+	@t0=$$SECONDS; $(CARGO) test --workspace --all-features; rc=$$?; echo "[$$(date +%T)] stage cargo-test: done in $$((SECONDS - t0)) s"; exit $$rc
 
-vm-test: deps userspace
+vm-test: deps devtools
 	@tests/vm/run.sh --flavour $(FLAVOUR) $(SCENARIO)
 ifeq ($(SCENARIO),)
 	@tests/vm/run.sh --flavour $(FLAVOUR) --powercut 3 60
@@ -54,13 +64,13 @@ endif
 
 # lint runs first and stops the run before the cargo tests and the VM suite.
 test: lint
-	@$(MAKE) --no-print-directory cargo-test vm-test
+	@$(MAKE) --no-print-directory cargo-test userspace vm-test
 
-bench: deps userspace
+bench: deps devtools
 	@test -n "$(BENCH)" || { echo "usage: make bench BENCH=kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub"; exit 2; }
 	@scripts/bench.sh $(BENCH)
 
-demo: deps userspace
+demo: deps devtools
 	@tests/vm/run.sh --flavour release --suite demo --echo
 
 clean:

@@ -26,7 +26,7 @@ powercut)
 	exit 0
 	;;
 pipeline|jitter)
-	"$ROOT/target/release/dmremapd" bench "$name" --out "$out"
+	"$ROOT/target/devtools/dmremapd" bench "$name" --out "$out"
 	log "wrote $out"
 	exit 0
 	;;
@@ -57,7 +57,7 @@ storm)
 scrub)
 	line=$(grep -a '^@@BENCH scrub ' "$log" | tail -n1) || die "no result in $log"
 	tmpfs=$ROOT/target/bench/scrub-tmpfs.json
-	"$ROOT/target/release/dmremapd" bench scrub --out "$tmpfs" >/dev/null || die "tmpfs scrub bench failed"
+	"$ROOT/target/devtools/dmremapd" bench scrub --out "$tmpfs" >/dev/null || die "tmpfs scrub bench failed"
 	python3 "$ROOT/scripts/bench_report.py" scrub "${line#@@BENCH scrub }" "$tmpfs" > "$out"
 	;;
 nvme)

@@ -22,8 +22,10 @@ done
 kdir=$("$ROOT/scripts/build-kernel.sh" "$flavour")
 ko=$("$ROOT/scripts/build-kmod.sh" "$flavour")
 extra=("$ko=/lib/modules/dm_remap.ko")
+# The guest gets the development build (`make devtools`): the scenarios use its test tools.
+bins=$ROOT/target/devtools
 for b in dmremap dmremapd; do
-	[ -x "$ROOT/target/release/$b" ] && extra+=("$ROOT/target/release/$b=/usr/local/bin/$b")
+	[ -x "$bins/$b" ] && extra+=("$bins/$b=/usr/local/bin/$b")
 done
 out=$ROOT/target/vm-test/$suite-$flavour
 # One run per suite and flavour at a time: they share the output directory.
@@ -35,9 +37,9 @@ stage initramfs "$ROOT/tests/vm/mkinitramfs.sh" "$out/initramfs.cpio" "${extra[@
 t0=$SECONDS
 rc=0
 if [ ${#powercut[@]} -gt 0 ]; then
-	[ -x "$ROOT/target/release/dmremap" ] || die "target/release/dmremap missing (make userspace)"
+	[ -x "$bins/dmremap" ] || die "$bins/dmremap missing (make devtools)"
 	python3 "$ROOT/tests/vm/powercut.py" --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$out/initramfs.cpio" \
-		--out "$out" --dmremap "$ROOT/target/release/dmremap" "${powercut[@]}" "${pcjson[@]}" || rc=$?
+		--out "$out" --dmremap "$bins/dmremap" "${powercut[@]}" "${pcjson[@]}" || rc=$?
 	log "stage vm-powercut: done in $((SECONDS - t0)) s"
 	exit $rc
 fi

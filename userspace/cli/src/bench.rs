@@ -33,6 +33,7 @@ pub enum BenchCmd {
     /// Remap storm: durable remaps per second on a live remap device, with many remaps per
     /// commit (`remap <sector> <batch>` messages) and with one commit per remap (batch 1).
     /// Moves blocks from sector --start on; the device must have that many blocks free there.
+    #[cfg(feature = "devtools")]
     Storm(crate::storm::StormArgs),
     /// Control-path round trips, each timed from userspace: `dmsetup message DEVICE 0 ping` run
     /// as a process, the same message through the DM_TARGET_MSG ioctl, our own DMR_IOC_VERSION
@@ -80,6 +81,7 @@ impl From<Op> for BenchOp {
 
 pub fn run(cmd: &BenchCmd, json: bool) -> Result<(), CliError> {
     match cmd {
+        #[cfg(feature = "devtools")]
         BenchCmd::Storm(a) => crate::storm::run(a, json),
         BenchCmd::Control {
             device,

@@ -1,17 +1,24 @@
 //! `dmremap`: create and control dm-remap devices.
 //!
+//! Built with the `devtools` cargo feature (VM tests and benchmarks only) it also has the hidden
+//! `fuzz-control`, `bench storm`, `nvme bench` and a counting global allocator.
+//!
 //! Exit codes: see [`error`].
 
+#[cfg(feature = "devtools")]
 mod alloc_count;
 mod bench;
 mod dmcmd;
 mod error;
 mod events;
+#[cfg(feature = "devtools")]
 mod fuzz;
 mod gen;
 mod inspect;
 mod nvme;
+#[cfg(feature = "devtools")]
 mod nvme_bench;
+#[cfg(feature = "devtools")]
 mod storm;
 mod tunecmd;
 
@@ -142,6 +149,7 @@ enum Cmd {
     /// Decode and check the metadata on a spare device or image file (offline, read-only).
     Inspect(inspect::InspectArgs),
     /// Test aid: random bad ioctls, reads and polls on /dev/dm-remap (see fuzz.rs).
+    #[cfg(feature = "devtools")]
     #[command(hide = true)]
     FuzzControl(fuzz::FuzzArgs),
 }
@@ -174,6 +182,7 @@ fn main() -> ExitCode {
         Cmd::Bench(c) => bench::run(c, json),
         Cmd::Events(a) => events::run(a, json),
         Cmd::Inspect(a) => inspect::run(a, json),
+        #[cfg(feature = "devtools")]
         Cmd::FuzzControl(a) => fuzz::run(a, json),
     };
     match result {

@@ -52,6 +52,7 @@ pub enum NvmeCmd {
         dev: String,
     },
     /// Time scrape cycles over every controller, with a cold and a warm type cache.
+    #[cfg(feature = "devtools")]
     Bench(crate::nvme_bench::BenchArgs),
 }
 
@@ -62,6 +63,7 @@ pub fn run(cmd: &NvmeCmd, json: bool) -> Result<(), CliError> {
         NvmeCmd::Smart { dev } => cmd_smart(dev, json),
         NvmeCmd::Errors { dev, entries } => cmd_errors(dev, *entries, json),
         NvmeCmd::AwsStats { dev } => cmd_aws_stats(dev, json),
+        #[cfg(feature = "devtools")]
         NvmeCmd::Bench(a) => crate::nvme_bench::run(a, json),
     }
 }

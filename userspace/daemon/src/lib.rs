@@ -1,11 +1,13 @@
 //! `dmremapd`: the dm-remap health daemon.
 //!
-//! Sources (kernel events, NVMe health scrapes, the scrubber, the load generator) push
+//! Sources (kernel events, NVMe health scrapes, the scrubber; the load generator of the
+//! `devtools` feature) push
 //! [`event::Event`]s into a bounded [`pipeline`] with an explicit backpressure policy; a
 //! dispatcher hands batches to the sinks (JSON lines, Prometheus). See the README beside this
 //! crate for running it.
 
 pub mod backends;
+#[cfg(feature = "devtools")]
 pub mod bench;
 pub mod config;
 pub mod daemon;
@@ -14,7 +16,9 @@ pub mod hist;
 pub mod http;
 pub mod jsonfmt;
 pub mod kernel;
+#[cfg(feature = "devtools")]
 pub mod loadgen;
+#[cfg(feature = "devtools")]
 pub mod loadtest;
 pub mod logging;
 pub mod metrics;

@@ -1,8 +1,8 @@
-//! The `dmremapd` binary: check-config, the daemon under real signals, scrub, loadtest.
+//! The `dmremapd` binary: check-config, the daemon under real signals, scrub, loadtest (with the
+//! `devtools` feature), and that the production build has none of the development commands.
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -149,6 +149,7 @@ fn scrub_command_reads_a_file_and_writes_a_checkpoint() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/dev"));
 }
 
+#[cfg(feature = "devtools")]
 #[test]
 fn loadtest_json_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,7 +180,7 @@ fn loadtest_json_report() {
     );
     assert!(r["rss_max_kb"].as_u64().unwrap() > 0);
     assert_eq!(
-        read_jsonl(Path::new(&out)).len() as u64,
+        read_jsonl(std::path::Path::new(&out)).len() as u64,
         r["delivered"].as_u64().unwrap()
     );
     let bad = bin()
@@ -187,4 +188,18 @@ fn loadtest_json_report() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[cfg(not(feature = "devtools"))]
+#[test]
+fn production_build_has_no_development_commands() {
+    let help = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("check-config"), "{help}");
+    for cmd in ["loadtest", "bench", "testing-inject-error-log"] {
+        assert!(!help.contains(cmd), "{cmd} in --help:\n{help}");
+        let o = bin().args([cmd, "--help"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("unrecognized subcommand"));
+    }
 }

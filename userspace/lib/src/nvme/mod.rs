@@ -7,10 +7,11 @@
 //! touches the system is behind a parameter or a trait so it can be tested without devices:
 //! the sysfs root is a path ([`sysfs::discover`]), and commands go through an
 //! [`admin::AdminTransport`] ([`admin::IoctlTransport`] for real devices,
-//! [`fake::FakeTransport`] for tests and simulations).
+//! [`fake::FakeTransport`] for tests and simulations, with the `fake` feature).
 
 pub mod admin;
 pub mod cache;
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod pool;
 pub mod scraper;
