@@ -352,6 +352,14 @@ impl Daemon {
                     "sinks.prometheus.listen: not an address",
                 )
             })?;
+            if debug && !addr.ip().is_loopback() {
+                log::warn!(
+                    "sinks.prometheus.listen = {addr} is reachable beyond this host and \
+                     sinks.prometheus.debug_stats is on: /debug/stats shows thread, queue and \
+                     device details to anyone who can connect (set debug_stats = false or \
+                     listen on 127.0.0.1)"
+                );
+            }
             d.http = Some(HttpServer::start(
                 addr,
                 handler,

@@ -1,16 +1,19 @@
 //! A minimal HTTP/1.1 server for `/metrics` and `/debug/stats`.
 //!
-//! One thread accepts and serves connections one at a time (scrapes are rare and cheap): it reads
-//! the request head (at most 8 KiB, 2 s timeout), answers `GET`/`HEAD` with `Connection: close`,
-//! and closes. Anything else gets 400/404/405. Stopping connects to the listener once to wake the
-//! blocking `accept`.
+//! One thread accepts connections and hands each to a short-lived handler thread (at most
+//! [`MAX_CONNS`] at once; beyond that a connection gets 503 at once), so a slow or stalled
+//! client cannot keep another from being served. A handler reads the request head (at most
+//! [`MAX_HEAD`] bytes, 431 beyond) within a deadline for the whole head ([`HEAD_DEADLINE`],
+//! however the bytes trickle in; 408 after it), answers `GET`/`HEAD` with `Connection: close`
+//! within [`REQUEST_DEADLINE`] of the accept, and closes. Anything else gets 400/404/405.
+//! Stopping connects to the listener once to wake the blocking `accept`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A response body with its content type and status.
 pub struct Response {
@@ -46,7 +49,14 @@ pub struct HttpServer {
     thread: Option<JoinHandle<()>>,
 }
 
-const MAX_HEAD: usize = 8192;
+/// Largest request head (request line and headers) read.
+pub const MAX_HEAD: usize = 8192;
+/// Time from the accept until the whole request head must have arrived.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(2);
+/// Time from the accept until the answer must have been written.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once.
+pub const MAX_CONNS: usize = 8;
 
 impl HttpServer {
     /// Binds `addr` and starts serving. `on_start` runs first on the server thread.
@@ -60,6 +70,7 @@ impl HttpServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
+        let active = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("dmremapd-http".into())
             .spawn(move || {
@@ -69,11 +80,7 @@ impl HttpServer {
                         break;
                     }
                     match conn {
-                        Ok(c) => {
-                            if let Err(e) = serve(c, &handler) {
-                                log::debug!("http: {e}");
-                            }
-                        }
+                        Ok(c) => dispatch(c, &handler, &active),
                         Err(e) => {
                             log::warn!("http: accept failed: {e}");
                             std::thread::sleep(Duration::from_millis(100));
@@ -118,7 +125,9 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     }
 }
@@ -146,9 +155,42 @@ fn plain(status: u16, msg: &str) -> Response {
     }
 }
 
-fn serve(mut c: TcpStream, handler: &Handler) -> io::Result<()> {
-    c.set_read_timeout(Some(Duration::from_secs(2)))?;
-    c.set_write_timeout(Some(Duration::from_secs(5)))?;
+/// Serves `c` on a handler thread of its own, or answers 503 when [`MAX_CONNS`] are busy.
+fn dispatch(mut c: TcpStream, handler: &Handler, active: &Arc<AtomicUsize>) {
+    let accepted = Instant::now();
+    if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
+        active.fetch_sub(1, Ordering::SeqCst);
+        let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = respond(&mut c, &plain(503, "too many connections"), false);
+        return;
+    }
+    let (h, a) = (handler.clone(), active.clone());
+    let spawned = std::thread::Builder::new()
+        .name("dmremapd-http-conn".into())
+        .spawn(move || {
+            if let Err(e) = serve(c, &h, accepted) {
+                log::debug!("http: {e}");
+            }
+            a.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        active.fetch_sub(1, Ordering::SeqCst);
+        log::warn!("http: cannot start a connection thread: {e}");
+    }
+}
+
+/// Time left until `deadline`, or a timed-out error.
+fn left(deadline: Instant) -> io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"))
+}
+
+fn serve(mut c: TcpStream, handler: &Handler, accepted: Instant) -> io::Result<()> {
+    let head_deadline = accepted + HEAD_DEADLINE;
+    let deadline = accepted + REQUEST_DEADLINE;
+    c.set_write_timeout(Some(left(deadline)?))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -169,7 +211,32 @@ fn serve(mut c: TcpStream, handler: &Handler) -> io::Result<()> {
             }
             return Ok(());
         }
-        let n = c.read(&mut chunk)?;
+        // The timeout of each read is what is left of the deadline of the whole head, so a
+        // client sending a byte now and then cannot hold the connection longer.
+        let n = match left(head_deadline).and_then(|t| {
+            c.set_read_timeout(Some(t))?;
+            c.read(&mut chunk)
+        }) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                c.set_write_timeout(Some(Duration::from_secs(1)))?;
+                respond(
+                    &mut c,
+                    &plain(408, "request head not received in time"),
+                    false,
+                )?;
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head not received in time",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             if buf.is_empty() {
                 return Ok(()); // a bare connect, e.g. the shutdown wake-up
@@ -195,6 +262,7 @@ fn serve(mut c: TcpStream, handler: &Handler) -> io::Result<()> {
     };
     let path = target.split('?').next().unwrap_or(target);
     let r = handler(path);
+    c.set_write_timeout(Some(left(deadline)?))?;
     respond(&mut c, &r, head_only)
 }
 
@@ -258,6 +326,78 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 431"), "{r}");
         s.stop();
         assert!(TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn a_slow_client_does_not_stall_others_and_is_cut_at_the_deadline() {
+        let s = server();
+        let a = s.addr();
+        // One byte every 1.9 s: under a per-read timeout of 2 s this would hold the connection
+        // for hours (8 KiB of head).
+        let slow = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(a).unwrap();
+            // Between two bytes, wait 1.9 s for an answer (and stop sending once there is one).
+            c.set_read_timeout(Some(Duration::from_millis(1900)))
+                .unwrap();
+            let t0 = Instant::now();
+            let mut r = Vec::new();
+            let mut chunk = [0u8; 256];
+            for b in b"GET /hello HTTP/1.1\r\n\r\n" {
+                c.write_all(&[*b]).unwrap();
+                match c.read(&mut chunk) {
+                    Ok(n) => {
+                        r.extend_from_slice(&chunk[..n]);
+                        break;
+                    }
+                    Err(e) => assert!(
+                        matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ),
+                        "{e}"
+                    ),
+                }
+            }
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = c.read_to_end(&mut r);
+            (String::from_utf8_lossy(&r).into_owned(), t0.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            assert_eq!(get(a, "/hello").unwrap(), (200, "hi\n".to_string()));
+            assert!(
+                t0.elapsed() < Duration::from_millis(1500),
+                "answer took {:?} while a slow client was connected",
+                t0.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        let (r, took) = slow.join().unwrap();
+        assert!(r.starts_with("HTTP/1.1 408"), "{r:?}");
+        assert!(took < HEAD_DEADLINE + Duration::from_secs(3), "{took:?}");
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_get_503() {
+        let s = server();
+        let a = s.addr();
+        let idle: Vec<_> = (0..MAX_CONNS)
+            .map(|_| TcpStream::connect(a).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut c = TcpStream::connect(a).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        drop(idle);
+        // Once the idle connections are gone (closed by their clients), serving resumes.
+        let t0 = Instant::now();
+        while get(a, "/hello").ok().map(|r| r.0) != Some(200) {
+            assert!(t0.elapsed() < Duration::from_secs(5), "not serving again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[test]

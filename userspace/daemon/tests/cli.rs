@@ -103,6 +103,48 @@ fn daemon_process_reopens_on_sighup_and_exits_0_on_sigterm() {
 }
 
 #[test]
+fn warns_when_debug_stats_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("d.toml");
+    for (listen, debug, warns) in [
+        (format!("0.0.0.0:{port}"), true, true),
+        (format!("0.0.0.0:{port}"), false, false),
+        (format!("127.0.0.1:{port}"), true, false),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[sinks.jsonl]\nenabled = false\n[sinks.prometheus]\nlisten = \"{listen}\"\ndebug_stats = {debug}\n[sources.kernel]\nenabled = false\n[sources.nvme]\nenabled = false\n"
+            ),
+        )
+        .unwrap();
+        let mut child = bin()
+            .args(["--config", cfg.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert!(dmremapd::daemon::wait_http(addr, Duration::from_secs(10)));
+        signal(child.id(), libc::SIGTERM);
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(
+            err.contains("reachable beyond this host"),
+            warns,
+            "{listen} debug_stats={debug}: {err}"
+        );
+    }
+}
+
+#[test]
 fn scrub_command_reads_a_file_and_writes_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
