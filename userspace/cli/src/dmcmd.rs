@@ -615,6 +615,7 @@ mod tests {
                 write_errors: 4,
                 metadata_seq: 0,
                 state: "active".into(),
+                extra: vec![],
             }),
             params: String::new(),
             info: String::new(),

@@ -567,6 +567,8 @@ impl FromStr for RemapTable {
 
 /// The status INFO of a `remap` target:
 /// `<remapped> <pending> <spare_used>/<spare_total> <read_errors> <write_errors> <metadata_seq> <state>`.
+/// Fields a newer module appends after these are kept, in order, in `extra` (so a new kernel
+/// field does not break this parser).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RemapStatus {
     pub remapped: u64,
@@ -577,15 +579,18 @@ pub struct RemapStatus {
     pub write_errors: u64,
     pub metadata_seq: u64,
     pub state: String,
+    /// Trailing fields this version does not know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<String>,
 }
 
 impl FromStr for RemapStatus {
     type Err = Error;
     fn from_str(s: &str) -> Result<RemapStatus> {
         let w: Vec<&str> = s.split_whitespace().collect();
-        if w.len() != 7 {
+        if w.len() < 7 {
             return Err(Error::Parse(format!(
-                "status `{s}` has {} fields, expected 7",
+                "status `{s}` has {} fields, expected at least 7",
                 w.len()
             )));
         }
@@ -601,6 +606,7 @@ impl FromStr for RemapStatus {
             write_errors: num("write_errors", w[4])?,
             metadata_seq: num("metadata_seq", w[5])?,
             state: w[6].to_string(),
+            extra: w[7..].iter().map(|f| f.to_string()).collect(),
         };
         if st.spare_used > st.spare_total {
             return Err(Error::Parse(format!(
@@ -680,7 +686,8 @@ pub fn parse_list(answer: &str) -> Result<Vec<RemapEntry>> {
         .collect()
 }
 
-/// The `stats` answer (`key=value` lines). Keys this version does not know are kept in `other`.
+/// The `stats` answer (`key=value` lines). Keys this version does not know are kept: in `other`
+/// when their value is a number, in `other_text` otherwise (both flattened into the JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub remapped: u64,
@@ -696,12 +703,30 @@ pub struct Stats {
     pub held_bios: u64,
     #[serde(flatten)]
     pub other: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub other_text: BTreeMap<String, String>,
 }
+
+/// The keys [`Stats`] has fields for.
+const STATS_KEYS: [&str; 11] = [
+    "remapped",
+    "pending",
+    "spare_used",
+    "spare_total",
+    "block_size",
+    "read_errors",
+    "write_errors",
+    "remap_ops",
+    "unremap_ops",
+    "split_bios",
+    "held_bios",
+];
 
 impl FromStr for Stats {
     type Err = Error;
     fn from_str(s: &str) -> Result<Stats> {
         let mut map = BTreeMap::new();
+        let mut text = BTreeMap::new();
         for line in s.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let (k, v) = line
                 .split_once('=')
@@ -713,8 +738,18 @@ impl FromStr for Stats {
             {
                 return Err(Error::Parse(format!("stats line `{line}`: bad key")));
             }
-            if map.insert(k.to_string(), num(k, v)?).is_some() {
+            if map.contains_key(k) || text.contains_key(k) {
                 return Err(Error::Parse(format!("stats: key `{k}` appears twice")));
+            }
+            match num(k, v) {
+                Ok(n) => {
+                    map.insert(k.to_string(), n);
+                }
+                // Every known key is a number; an unknown one may be anything.
+                Err(_) if !STATS_KEYS.contains(&k) => {
+                    text.insert(k.to_string(), v.to_string());
+                }
+                Err(e) => return Err(e),
             }
         }
         let mut take = |k: &str| {
@@ -734,6 +769,7 @@ impl FromStr for Stats {
             split_bios: take("split_bios")?,
             held_bios: take("held_bios")?,
             other: map,
+            other_text: text,
         })
     }
 }
@@ -1560,13 +1596,22 @@ mod tests {
                 read_errors: 7,
                 write_errors: 2,
                 metadata_seq: 42,
-                state: "active".into()
+                state: "active".into(),
+                extra: vec![],
             }
+        );
+        assert!(!serde_json::to_string(&s).unwrap().contains("extra"));
+        // Fields a newer module appends are kept, not fatal.
+        let s: RemapStatus = "3 1 4/65536 7 2 42 active extra 9".parse().unwrap();
+        assert_eq!((s.state.as_str(), s.metadata_seq), ("active", 42));
+        assert_eq!(s.extra, ["extra", "9"]);
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["extra"],
+            serde_json::json!(["extra", "9"])
         );
         for bad in [
             "",
             "3 1 4/65536 7 2 42",
-            "3 1 4/65536 7 2 42 active extra",
             "3 1 465536 7 2 42 active",
             "3 1 4/x 7 2 42 active",
             "-3 1 4/65536 7 2 42 active",
@@ -1648,6 +1693,26 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["future_counter"], 5);
         assert_eq!(json["remap_ops"], 80);
+        // Unknown keys with other values are kept too; known keys must still be numbers.
+        let s: Stats = format!("{STATS}future_mode=fast\nfuture_counter=6\n")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            s.other_text.get("future_mode").map(String::as_str),
+            Some("fast")
+        );
+        assert_eq!(s.other.get("future_counter"), Some(&6));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            (
+                json["future_mode"].as_str(),
+                json["future_counter"].as_u64()
+            ),
+            (Some("fast"), Some(6))
+        );
+        assert!(format!("{STATS}future_mode=a\nfuture_mode=7\n")
+            .parse::<Stats>()
+            .is_err());
         for bad in [
             STATS.replace("held_bios=3\n", ""),
             STATS.replace("=71\npending", "=x\npending"),
