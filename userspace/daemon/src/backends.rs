@@ -127,14 +127,10 @@ pub fn map_event(e: &CtlEvent, facts: TargetFacts, mono_to_wall: i128) -> Option
     })
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the kernel to fill.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+fn clock_ns(clock: nix::time::ClockId) -> i128 {
+    nix::time::clock_gettime(clock)
+        .map(|ts| ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128)
+        .unwrap_or(0)
 }
 
 /// Reads the module's event ring through the control device, polling every `poll` while it is
@@ -248,7 +244,8 @@ impl KernelEvents for ControlEvents {
             }
             self.next_seq = Some(batch.next_seq.max(since));
             if !batch.events.is_empty() {
-                let off = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
+                let off = clock_ns(nix::time::ClockId::CLOCK_REALTIME)
+                    - clock_ns(nix::time::ClockId::CLOCK_MONOTONIC);
                 for e in &batch.events {
                     let dev_facts = match e.dev.split_once(':') {
                         Some((a, b)) => match (a.parse(), b.parse()) {
@@ -395,8 +392,9 @@ fn block_devno(path: &Path) -> io::Result<Option<String>> {
     if !m.file_type().is_block_device() {
         return Ok(None);
     }
-    let r = m.rdev();
-    Ok(Some(format!("{}:{}", libc::major(r), libc::minor(r))))
+    Ok(Some(
+        dmremap_lib::dm::DevNo::from_dev_t(m.rdev()).to_string(),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dmremap_lib::tune;
+use dmremap_lib::{dm, tune};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Timestamp;
@@ -179,9 +179,6 @@ pub trait BlockReader: Send {
     fn mode(&self) -> &'static str;
 }
 
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-const BLKSSZGET: libc::c_ulong = 0x1268;
-
 /// Reads a block device or regular file.
 pub struct FileReader {
     path: PathBuf,
@@ -212,16 +209,11 @@ impl FileReader {
         };
         let md = file.metadata().map_err(err)?;
         let (size, lbs) = if md.file_type().is_block_device() {
-            let mut size: u64 = 0;
-            // SAFETY: BLKGETSIZE64 writes a u64.
-            if unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) } < 0 {
-                return Err(err(io::Error::last_os_error()));
-            }
-            let mut lbs: libc::c_int = 0;
-            // SAFETY: BLKSSZGET writes an int.
-            if unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut lbs) } < 0 || lbs <= 0 {
-                lbs = 512;
-            }
+            let size = dm::block_device_bytes(&file).map_err(err)?;
+            let lbs = dm::logical_block_size(&file)
+                .ok()
+                .filter(|&l| l > 0)
+                .unwrap_or(512);
             (size, lbs as usize)
         } else if md.file_type().is_file() {
             (md.len(), 512)

@@ -358,56 +358,39 @@ impl Control {
 
     /// Put the file in non-blocking mode (read() then fails with `WouldBlock` instead of waiting).
     pub fn set_nonblocking(&self, on: bool) -> Result<(), ControlError> {
-        let fd = self.file.as_raw_fd();
-        // SAFETY: F_GETFL/F_SETFL on a file descriptor we own.
-        let r = unsafe {
-            let fl = libc::fcntl(fd, libc::F_GETFL);
-            if fl < 0 {
-                fl
-            } else {
-                libc::fcntl(
-                    fd,
-                    libc::F_SETFL,
-                    if on {
-                        fl | libc::O_NONBLOCK
-                    } else {
-                        fl & !libc::O_NONBLOCK
-                    },
-                )
-            }
-        };
-        if r < 0 {
-            return Err(ControlError::Io {
-                path: self.path.clone(),
-                what: "fcntl",
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let r = fcntl(&self.file, FcntlArg::F_GETFL).and_then(|fl| {
+            let mut fl = OFlag::from_bits_retain(fl);
+            fl.set(OFlag::O_NONBLOCK, on);
+            fcntl(&self.file, FcntlArg::F_SETFL(fl))
+        });
+        r.map(drop).map_err(|e| ControlError::Io {
+            path: self.path.clone(),
+            what: "fcntl",
+            source: e.into(),
+        })
     }
 
     /// Wait up to `timeout_ms` (-1: forever) until read() has events; returns whether it has.
     /// An interrupting signal counts as "not yet".
     pub fn wait_events(&self, timeout_ms: i32) -> Result<bool, ControlError> {
-        let mut p = libc::pollfd {
-            fd: self.file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(ControlError::Io {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        // Any negative timeout waits forever, as poll(2) does.
+        let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+        let mut p = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut p, timeout) {
+            Ok(n) => Ok(n > 0
+                && p[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN))),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(ControlError::Io {
                 path: self.path.clone(),
                 what: "poll",
-                source: e,
-            });
+                source: e.into(),
+            }),
         }
-        Ok(n > 0 && p.revents & libc::POLLIN != 0)
     }
 
     /// read() up to `max` event records (at least one) from this file's cursor. Blocks until

@@ -14,11 +14,9 @@
 //! deletes it, as libdevmapper does when udev is not managing nodes.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -111,13 +109,14 @@ pub struct DevNo {
 impl DevNo {
     pub fn from_dev_t(d: u64) -> DevNo {
         DevNo {
-            major: libc::major(d),
-            minor: libc::minor(d),
+            // The kernel's device numbers have 12-bit majors and 20-bit minors.
+            major: nix::sys::stat::major(d) as u32,
+            minor: nix::sys::stat::minor(d) as u32,
         }
     }
 
     pub fn to_dev_t(self) -> u64 {
-        libc::makedev(self.major, self.minor)
+        nix::sys::stat::makedev(self.major.into(), self.minor.into())
     }
 
     /// `/dev/<DEVNAME>` from sysfs (`/sys/dev/block/M:m/uevent`), if the device is known there.
@@ -233,21 +232,30 @@ pub fn probe_block_device(path: &Path) -> Result<BlockDevice, ProbeError> {
         source,
     };
     let f = File::open(&real).map_err(|e| io_err("open", e))?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut bytes: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
-    unsafe { blk_getsize64(fd, &mut bytes) }
-        .map_err(|e| io_err("BLKGETSIZE64", io::Error::from_raw_os_error(e as i32)))?;
-    let mut lbs: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer.
-    unsafe { blk_sszget(fd, &mut lbs) }
-        .map_err(|e| io_err("BLKSSZGET", io::Error::from_raw_os_error(e as i32)))?;
+    let bytes = block_device_bytes(&f).map_err(|e| io_err("BLKGETSIZE64", e))?;
+    let lbs = logical_block_size(&f).map_err(|e| io_err("BLKSSZGET", e))?;
     Ok(BlockDevice {
         path: real,
         dev: DevNo::from_dev_t(meta.rdev()),
         sectors: bytes >> 9,
-        logical_block_size: lbs.max(512) as u32,
+        logical_block_size: lbs.max(512),
     })
+}
+
+/// Size in bytes of the block device open as `f` (`BLKGETSIZE64`).
+pub fn block_device_bytes(f: &File) -> io::Result<u64> {
+    let mut bytes: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer; `f` is an open descriptor.
+    unsafe { blk_getsize64(std::os::fd::AsRawFd::as_raw_fd(f), &mut bytes) }?;
+    Ok(bytes)
+}
+
+/// Logical block size of the block device open as `f` (`BLKSSZGET`).
+pub fn logical_block_size(f: &File) -> io::Result<u32> {
+    let mut lbs: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through the pointer; `f` is an open descriptor.
+    unsafe { blk_sszget(std::os::fd::AsRawFd::as_raw_fd(f), &mut lbs) }?;
+    u32::try_from(lbs).map_err(|_| io::Error::other(format!("logical block size {lbs}")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1318,12 +1326,14 @@ fn make_node(name: &str, dev: DevNo) -> io::Result<()> {
         }
         Err(_) => {}
     }
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, dev.to_dev_t()) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    if let Err(e) = mknod(
+        &path,
+        SFlag::S_IFBLK,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+        dev.to_dev_t(),
+    ) {
+        let e = io::Error::from(e);
         return Err(io::Error::new(
             e.kind(),
             format!("mknod {}: {e}", path.display()),
