@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::{Subcommand, ValueEnum};
 use dmremap_lib::control::{BenchOp, BenchResult, Control};
 use dmremap_lib::dm::Dm;
+use dmremap_lib::stats::percentile;
 
 use crate::error::CliError;
 
@@ -159,7 +160,7 @@ fn emit(doc: &serde_json::Value, json: bool, out: Option<&Path>) -> Result<(), C
     Ok(())
 }
 
-/// Percentiles (nearest rank below, as the kernel's benchmark computes them) of `ns`, sorted here.
+/// Nearest-rank percentiles of `ns`, sorted here.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Summary {
     p50: u64,
@@ -171,19 +172,14 @@ struct Summary {
 
 fn summarize(ns: &mut [u64]) -> Summary {
     ns.sort_unstable();
-    let pct = |p: usize| {
-        ns.get(ns.len().saturating_sub(1) * p / 100)
-            .copied()
-            .unwrap_or(0)
-    };
     let mean = if ns.is_empty() {
         0.0
     } else {
         ns.iter().map(|&x| x as f64).sum::<f64>() / ns.len() as f64
     };
     Summary {
-        p50: pct(50),
-        p99: pct(99),
+        p50: percentile(ns, 50),
+        p99: percentile(ns, 99),
         min: ns.first().copied().unwrap_or(0),
         max: ns.last().copied().unwrap_or(0),
         mean,
@@ -336,7 +332,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_use_the_nearest_rank_below() {
+    fn percentiles_use_the_nearest_rank() {
         let mut v: Vec<u64> = (1..=100).rev().collect();
         let s = summarize(&mut v);
         assert_eq!((s.p50, s.p99, s.min, s.max), (50, 99, 1, 100));

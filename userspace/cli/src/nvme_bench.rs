@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use dmremap_lib::nvme::admin::IoctlTransport;
 use dmremap_lib::nvme::fake::{controller_record, FakeController, FakeTransport};
-use dmremap_lib::nvme::scraper::percentile;
 use dmremap_lib::nvme::sysfs::Controller;
 use dmremap_lib::nvme::{AdminTransport, Discovery, Scraper, ScraperConfig};
+use dmremap_lib::stats::percentile;
 
 use crate::alloc_count;
 use crate::error::{CliError, Kind};

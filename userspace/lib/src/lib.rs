@@ -3,4 +3,5 @@
 pub mod control;
 pub mod dm;
 pub mod nvme;
+pub mod stats;
 pub mod tune;

@@ -25,6 +25,7 @@ use super::admin::{
 use super::cache::{CacheStats, Detection, DeviceType, TypeCache};
 use super::pool::{BufferPool, PoolStats};
 use super::sysfs::{self, Controller};
+use crate::stats::percentile;
 
 /// Where the controller list comes from.
 #[derive(Clone, Debug)]
@@ -191,16 +192,6 @@ pub struct LatencySummary {
     pub max: Duration,
     /// Most recent cycle.
     pub last: Duration,
-}
-
-/// Nearest-rank percentile `p` (0..=100) of a sorted, non-empty slice.
-pub fn percentile(sorted: &[Duration], p: u32) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let n = sorted.len();
-    let rank = (n * p as usize).div_ceil(100).clamp(1, n);
-    sorted[rank - 1]
 }
 
 type BudgetCallback = Box<dyn FnMut(&BudgetWarning) + Send>;
@@ -917,15 +908,5 @@ mod tests {
             3,
             "the new controller is found on the next cycle"
         );
-    }
-
-    #[test]
-    fn percentiles_nearest_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
-        assert_eq!(percentile(&v, 50), Duration::from_micros(50));
-        assert_eq!(percentile(&v, 99), Duration::from_micros(99));
-        assert_eq!(percentile(&v, 100), Duration::from_micros(100));
-        assert_eq!(percentile(&v[..1], 99), Duration::from_micros(1));
-        assert_eq!(percentile(&[], 50), Duration::ZERO);
     }
 }
