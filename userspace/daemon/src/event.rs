@@ -445,6 +445,7 @@ mod tests {
 
     #[test]
     fn event_json_shape_and_round_trip() {
+        assert_eq!(EventKind::NAMES.len(), 12);
         let ev = Event {
             ts: Timestamp(1_795_392_000_000_000_000),
             seq: 5,

@@ -14,7 +14,6 @@ pub mod daemon;
 pub mod event;
 pub mod hist;
 pub mod http;
-pub mod jsonfmt;
 pub mod kernel;
 #[cfg(feature = "devtools")]
 pub mod loadgen;

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::event::Event;
-use crate::jsonfmt::{self, TsCache};
 use crate::pipeline::{Sink, SinkControl};
 
 /// Where JSON lines go.
@@ -57,8 +56,8 @@ fn open_append(path: &Path) -> io::Result<File> {
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// Writes one JSON object per line ([`jsonfmt`], identical to the serde form). Events are serialized into an in-memory buffer that is
-/// written to the file whenever it exceeds the buffer size and at every flush (once per batch),
+/// Writes one JSON object per line (serde_json, the `Serialize` form of [`Event`]). Events are
+/// serialized into an in-memory buffer that is written to the file whenever it exceeds the buffer size and at every flush (once per batch),
 /// so a line is never split across two writes of different batches. The file is opened with
 /// `O_APPEND` and reopened on request (SIGHUP, for logrotate).
 pub struct JsonlSink {
@@ -67,7 +66,6 @@ pub struct JsonlSink {
     buf: Vec<u8>,
     limit: usize,
     reopens: Arc<AtomicU64>,
-    ts: TsCache,
 }
 
 impl JsonlSink {
@@ -83,7 +81,6 @@ impl JsonlSink {
             buf: Vec::with_capacity(buffer_bytes.max(4096) + 1024),
             limit: buffer_bytes.max(4096),
             reopens: Arc::new(AtomicU64::new(0)),
-            ts: TsCache::default(),
         })
     }
 
@@ -127,7 +124,7 @@ impl Sink for JsonlSink {
 
     fn write_batch(&mut self, batch: &[Event]) -> io::Result<()> {
         for ev in batch {
-            jsonfmt::write_event(&mut self.buf, ev, &mut self.ts);
+            serde_json::to_writer(&mut self.buf, ev)?;
             self.buf.push(b'\n');
             if self.buf.len() >= self.limit {
                 self.write_out()?;
