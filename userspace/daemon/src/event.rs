@@ -31,108 +31,25 @@ impl Timestamp {
         Timestamp(d.as_nanos() as u64)
     }
 
-    /// Writes `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` (27 bytes) into `out` and returns it as a str.
-    pub fn format_into(self, out: &mut [u8; 27]) -> &str {
-        let secs = self.0 / 1_000_000_000;
-        let micros = (self.0 % 1_000_000_000) / 1000;
-        let days = (secs / 86_400) as i64;
-        let sod = secs % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        let fields: [(u64, usize); 7] = [
-            (y as u64, 4),
-            (m as u64, 2),
-            (d as u64, 2),
-            (sod / 3600, 2),
-            (sod / 60 % 60, 2),
-            (sod % 60, 2),
-            (micros, 6),
-        ];
-        let seps = [b'-', b'-', b'T', b':', b':', b'.', b'Z'];
-        let mut pos = 0;
-        for (i, (v, width)) in fields.iter().enumerate() {
-            let mut v = *v;
-            for k in (0..*width).rev() {
-                out[pos + k] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-            pos += width;
-            out[pos] = seps[i];
-            pos += 1;
-        }
-        // All bytes written are ASCII digits or separators.
-        std::str::from_utf8(&out[..]).unwrap_or("")
+    /// As a `jiff` timestamp (which does the calendar arithmetic and RFC 3339 formatting).
+    fn to_jiff(self) -> jiff::Timestamp {
+        jiff::Timestamp::from_nanosecond(i128::from(self.0)).unwrap_or(jiff::Timestamp::MAX)
     }
 
-    /// Parses the format written by [`Timestamp::format_into`] (fraction of 0..=9 digits).
+    /// Parses an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SS[.f]Z`, fraction of 0..=9 digits) as
+    /// written by `Display`; times before 1970 are refused.
     pub fn parse(s: &str) -> Option<Timestamp> {
-        let b = s.as_bytes();
-        if b.len() < 20
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || b[10] != b'T'
-            || b[13] != b':'
-            || b[16] != b':'
-        {
+        if !s.ends_with('Z') {
             return None;
         }
-        let num = |r: std::ops::Range<usize>| -> Option<u64> { s.get(r)?.parse().ok() };
-        let (y, mo, d) = (num(0..4)? as i64, num(5..7)? as u32, num(8..10)? as u32);
-        let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        let rest = s.get(19..)?;
-        let rest = rest.strip_suffix('Z')?;
-        let nanos = if let Some(frac) = rest.strip_prefix('.') {
-            if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32)
-        } else if rest.is_empty() {
-            0
-        } else {
-            return None;
-        };
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-            return None;
-        }
-        let days = days_from_civil(y, mo, d);
-        if days < 0 {
-            return None;
-        }
-        Some(Timestamp(
-            (days as u64 * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000_000 + nanos,
-        ))
+        let t: jiff::Timestamp = s.parse().ok()?;
+        u64::try_from(t.as_nanosecond()).ok().map(Timestamp)
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar, computed
-/// by 400-year eras (146097 days each).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468; // shift the epoch to 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year
-    let mp = (5 * doy + 2) / 153; // March = 0
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
-}
-
-/// The inverse of [`civil_from_days`].
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 27];
-        s.serialize_str(self.format_into(&mut buf))
+        s.collect_str(self)
     }
 }
 
@@ -143,10 +60,10 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// RFC 3339 UTC with microseconds: `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 27];
-        f.write_str(self.format_into(&mut buf))
+        write!(f, "{:.6}", self.to_jiff())
     }
 }
 
@@ -410,14 +327,10 @@ mod tests {
 
     #[test]
     fn timestamp_format_known_values() {
-        let mut b = [0u8; 27];
-        assert_eq!(
-            Timestamp(0).format_into(&mut b),
-            "1970-01-01T00:00:00.000000Z"
-        );
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
         // 2000-02-29T12:34:56.789012Z (leap day)
         let t = Timestamp(951_827_696_789_012_000);
-        assert_eq!(t.format_into(&mut b), "2000-02-29T12:34:56.789012Z");
+        assert_eq!(t.to_string(), "2000-02-29T12:34:56.789012Z");
         // 2026-11-23T00:00:00Z
         assert_eq!(
             Timestamp(1_795_392_000 * 1_000_000_000).to_string(),
