@@ -410,9 +410,11 @@ impl Daemon {
         Ok(())
     }
 
+    /// The daemon's own events wait for room even under the `drop` policy: a dropped
+    /// `reloaded` or `stopping` would hide what the daemon did.
     fn emit_lifecycle(&self, phase: Phase, detail: String) {
         if let Some(e) = &self.lifecycle {
-            e.emit(
+            e.emit_blocking(
                 &self.me,
                 EventKind::Lifecycle {
                     phase,

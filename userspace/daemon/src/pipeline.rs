@@ -263,9 +263,23 @@ impl Emitter {
         self.push(Event::new(self.source.clone(), device.clone(), kind))
     }
 
+    /// Builds an event for `device` stamped now, and pushes it waiting for room whatever the
+    /// policy (for the daemon's own rare events, which must not be dropped).
+    pub fn emit_blocking(&self, device: &Arc<str>, kind: EventKind) -> Push {
+        self.push_as(
+            Event::new(self.source.clone(), device.clone(), kind),
+            Policy::Block,
+        )
+    }
+
     /// Pushes an event according to the current policy.
     #[inline]
-    pub fn push(&self, mut ev: Event) -> Push {
+    pub fn push(&self, ev: Event) -> Push {
+        self.push_as(ev, self.shared.policy())
+    }
+
+    #[inline]
+    fn push_as(&self, mut ev: Event, policy: Policy) -> Push {
         let s = &*self.stats;
         s.inflight.fetch_add(1, Ordering::SeqCst);
         if self.shared.closed.load(Ordering::SeqCst) {
@@ -273,7 +287,7 @@ impl Emitter {
             return Push::Closed;
         }
         ev.enqueued_ns = mono_ns();
-        let r = match self.shared.policy() {
+        let r = match policy {
             Policy::Block => self.tx.push_blocking(ev),
             Policy::Drop => self.tx.try_push(ev),
         };

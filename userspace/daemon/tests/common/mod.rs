@@ -231,10 +231,11 @@ pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Reads a JSON-lines file into values (every line must parse).
+/// Reads a JSON-lines file into values (every complete line must parse; a last line still
+/// being written, without its newline, is left out).
 pub fn read_jsonl(p: &std::path::Path) -> Vec<serde_json::Value> {
     match std::fs::read_to_string(p) {
-        Ok(s) => s
+        Ok(s) => s[..s.rfind('\n').map_or(0, |i| i + 1)]
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
             .collect(),
