@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dmremap_lib::stats::percentile;
 use dmremap_lib::tune;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::loadtest::{self, AllocCounter, LoadTestOptions, LoadTestResult, SinkKind};
 use crate::pipeline::{PipelineConfig, Policy};
-use crate::queue::QueueImpl;
 
 fn write_json(out: &Path, v: &Value) -> io::Result<()> {
     if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -93,29 +93,27 @@ pub fn pipeline(o: &PipelineBenchOptions) -> io::Result<Value> {
         )
     };
     let secs = |full: f64| Duration::from_secs_f64(if o.quick { full / 10.0 } else { full });
-    let run =
-        |rate: f64, policy: Policy, qi: QueueImpl, dur: Duration| -> io::Result<LoadTestResult> {
-            let r = loadtest::run(&LoadTestOptions {
-                rate,
-                duration: dur,
-                workers: 1,
-                sink: SinkKind::Jsonl,
-                out: Some(target.clone()),
-                pipeline: PipelineConfig {
-                    policy,
-                    queue_impl: qi,
-                    ..Default::default()
-                },
-                devices: 4,
-                alloc_counter: o.alloc_counter,
-                tuning: o.tuning.clone(),
-            });
-            // Keep tmpfs from filling up between cases.
-            if target.starts_with(shm) {
-                let _ = std::fs::remove_file(&target);
-            }
-            r
-        };
+    let run = |rate: f64, policy: Policy, dur: Duration| -> io::Result<LoadTestResult> {
+        let r = loadtest::run(&LoadTestOptions {
+            rate,
+            duration: dur,
+            workers: 1,
+            sink: SinkKind::Jsonl,
+            out: Some(target.clone()),
+            pipeline: PipelineConfig {
+                policy,
+                ..Default::default()
+            },
+            devices: 4,
+            alloc_counter: o.alloc_counter,
+            tuning: o.tuning.clone(),
+        });
+        // Keep tmpfs from filling up between cases.
+        if target.starts_with(shm) {
+            let _ = std::fs::remove_file(&target);
+        }
+        r
+    };
 
     let mut results = Vec::new();
     let mut rss_max_kb = 0;
@@ -135,31 +133,19 @@ pub fn pipeline(o: &PipelineBenchOptions) -> io::Result<Value> {
         results.push(case(name, r));
     };
 
-    // 1. Capacity per queue implementation.
-    let mut caps = Vec::new();
-    for qi in [QueueImpl::Crossbeam, QueueImpl::Mutex] {
-        let r = run(0.0, Policy::Block, qi, secs(3.0))?;
-        rss_max_kb = rss_max_kb.max(r.rss_max_kb);
-        let name = format!("unthrottled/block/{}", format!("{qi:?}").to_lowercase());
-        line(&name, &r, &mut results);
-        caps.push((qi, r.achieved_eps));
-    }
-    let (best_qi, _) =
-        caps.iter().cloned().fold(
-            (QueueImpl::Crossbeam, 0.0),
-            |a, b| if b.1 > a.1 { b } else { a },
-        );
-    let cb = caps[0].1;
-    let mx = caps[1].1;
+    // 1. Capacity.
+    let r = run(0.0, Policy::Block, secs(3.0))?;
+    rss_max_kb = rss_max_kb.max(r.rss_max_kb);
+    line("unthrottled/block", &r, &mut results);
 
-    // 2. Ladder with the drop policy on the faster queue, upwards until the first rate above
+    // 2. Ladder with the drop policy, upwards until the first rate above
     //    500K/s that is not sustained.
     let rates: [f64; 6] = [250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6];
     let mut max_sustained = 0.0f64;
     let mut p99_500k = None;
     for rate in rates {
         let dur = if rate == 500e3 { secs(5.0) } else { secs(3.0) };
-        let r = run(rate, Policy::Drop, best_qi, dur)?;
+        let r = run(rate, Policy::Drop, dur)?;
         rss_max_kb = rss_max_kb.max(r.rss_max_kb);
         let sustained = r.dropped == 0
             && r.accepted as f64 >= 0.99 * rate * r.duration_s.min(dur.as_secs_f64());
@@ -169,11 +155,7 @@ pub fn pipeline(o: &PipelineBenchOptions) -> io::Result<Value> {
         if rate == 500e3 {
             p99_500k = Some(r.latency.p99_ms);
         }
-        let name = format!(
-            "{:.0}k/drop/{}",
-            rate / 1e3,
-            format!("{best_qi:?}").to_lowercase()
-        );
+        let name = format!("{:.0}k/drop", rate / 1e3);
         line(&name, &r, &mut results);
         if let Some(last) = results.last_mut() {
             last["sustained"] = json!(sustained);
@@ -192,13 +174,12 @@ pub fn pipeline(o: &PipelineBenchOptions) -> io::Result<Value> {
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "generator_threads": 1,
         "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_string()),
-        "queue_impl": format!("{best_qi:?}").to_lowercase(),
         "quick": o.quick,
         "results": results,
         "max_sustained_eps": max_sustained,
         "p99_ms_at_500k": p99_500k,
         "rss_mb": rss_mb,
-        "ratio": { "mutex_over_crossbeam_capacity": (mx / cb * 1000.0).round() / 1000.0 },
+        "ratio": { "max_sustained_over_goal": (max_sustained / 1e6 * 1000.0).round() / 1000.0 },
         "goals": {
             "sustained_1m_eps": max_sustained >= 1e6,
             "p99_at_500k_le_10ms": p99_500k.is_some_and(|p| p <= 10.0),
@@ -348,15 +329,6 @@ fn summarize(
     let tn = trimmed.len().max(1) as f64;
     let tmean = trimmed.iter().sum::<f64>() / tn;
     let tsd = (trimmed.iter().map(|x| (x - tmean).powi(2)).sum::<f64>() / tn).sqrt();
-    let q = |p: f64| {
-        v.get(
-            ((p * v.len() as f64).ceil() as usize)
-                .saturating_sub(1)
-                .min(v.len().saturating_sub(1)),
-        )
-        .copied()
-        .unwrap_or(0.0)
-    };
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
     JitterCase {
         case: name.to_string(),
@@ -364,8 +336,8 @@ fn summarize(
         mean: r2(mean),
         stddev: r2(var.sqrt()),
         stddev_p99: r2(tsd),
-        p50: r2(q(0.5)),
-        p99: r2(q(0.99)),
+        p50: r2(percentile(&v, 50)),
+        p99: r2(percentile(&v, 99)),
         max: r2(v.last().copied().unwrap_or(0.0)),
         worker_cpus: cpus,
         worker_nice: nice,

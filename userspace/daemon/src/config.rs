@@ -10,7 +10,6 @@ use dmremap_lib::tune::{Ioprio, WorkerTuning};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::{PipelineConfig, Policy};
-use crate::queue::QueueImpl;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -68,9 +67,18 @@ pub struct QueueConfig {
     pub batch_max: usize,
     /// How long the dispatcher waits for a batch to fill once it has one event (µs, 0 = not at all).
     pub batch_linger_us: u64,
-    /// `crossbeam` or `mutex`.
-    #[serde(rename = "impl")]
-    pub queue_impl: QueueImpl,
+    /// Deprecated and ignored (there is one queue implementation now); still accepted so that
+    /// older configuration files load, with a warning at start.
+    #[serde(rename = "impl", skip_serializing_if = "Option::is_none")]
+    pub queue_impl: Option<QueueImpl>,
+}
+
+/// The values the deprecated `queue.impl` key accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueImpl {
+    Crossbeam,
+    Mutex,
 }
 
 impl Default for QueueConfig {
@@ -81,7 +89,7 @@ impl Default for QueueConfig {
             policy: p.policy,
             batch_max: p.batch_max,
             batch_linger_us: p.batch_linger.as_micros() as u64,
-            queue_impl: p.queue_impl,
+            queue_impl: None,
         }
     }
 }
@@ -93,7 +101,6 @@ impl QueueConfig {
             policy: self.policy,
             batch_max: self.batch_max,
             batch_linger: Duration::from_micros(self.batch_linger_us),
-            queue_impl: self.queue_impl,
         }
     }
 }
@@ -579,7 +586,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.queue.capacity, 100);
         assert_eq!(c.queue.policy, Policy::Drop);
-        assert_eq!(c.queue.queue_impl, QueueImpl::Mutex);
+        assert_eq!(c.queue.queue_impl, Some(QueueImpl::Mutex));
         assert_eq!(c.sources.nvme.devices, vec!["nvme0", "nvme2"]);
         assert_eq!(c.tune.events.tuning().ioprio, Some(Ioprio::best_effort(2)));
         assert_eq!(

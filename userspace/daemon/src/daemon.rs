@@ -486,7 +486,6 @@ impl Daemon {
         }
         field!("log.level", log.level, true);
         field!("queue.capacity", queue.capacity, false);
-        field!("queue.impl", queue.queue_impl, false);
         field!("queue.policy", queue.policy, true);
         field!("queue.batch_max", queue.batch_max, true);
         field!("queue.batch_linger_us", queue.batch_linger_us, true);
@@ -669,6 +668,12 @@ pub fn run(
 ) -> io::Result<ShutdownReport> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    if let Some(q) = cfg.queue.queue_impl {
+        log::warn!(
+            "queue.impl = {q:?} is deprecated and ignored: there is one queue implementation \
+             (a bounded crossbeam channel); remove the key"
+        );
+    }
     let mut d = Daemon::start(cfg, backends)?;
     log::info!("started (pid {})", std::process::id());
     for sig in signals.forever() {

@@ -14,7 +14,6 @@ use dmremapd::backends::{mark_error_log, DmMarker};
 use dmremapd::bench;
 use dmremapd::loadtest::{self, LoadTestOptions, SinkKind};
 use dmremapd::pipeline::{PipelineConfig, Policy};
-use dmremapd::queue::QueueImpl;
 
 /// Counts heap allocations while enabled (load tests and benchmarks turn it on).
 struct CountingAlloc;
@@ -98,8 +97,6 @@ pub enum DevCmd {
         capacity: usize,
         #[arg(long, default_value_t = PipelineConfig::default().batch_max)]
         batch: usize,
-        #[arg(long, default_value = "crossbeam")]
-        queue: QueueImpl,
         /// Run the dispatcher and generators untuned (default: the daemon's tune.events profile).
         #[arg(long)]
         no_tune: bool,
@@ -159,7 +156,6 @@ pub fn run(cmd: DevCmd) -> ExitCode {
             policy,
             capacity,
             batch,
-            queue,
             no_tune,
             json,
         } => {
@@ -182,7 +178,6 @@ pub fn run(cmd: DevCmd) -> ExitCode {
                     capacity,
                     policy,
                     batch_max: batch,
-                    queue_impl: queue,
                     ..Default::default()
                 },
                 devices: 4,

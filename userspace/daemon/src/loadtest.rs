@@ -90,7 +90,6 @@ impl Default for LoadTestOptions {
 pub struct LoadTestResult {
     pub sink: SinkKind,
     pub out: Option<String>,
-    pub queue_impl: String,
     pub policy: String,
     pub capacity: usize,
     pub workers: usize,
@@ -273,7 +272,6 @@ pub fn run(o: &LoadTestOptions) -> io::Result<LoadTestResult> {
     Ok(LoadTestResult {
         sink: o.sink,
         out: (o.sink == SinkKind::Jsonl).then(|| out_path.display().to_string()),
-        queue_impl: format!("{:?}", o.pipeline.queue_impl).to_lowercase(),
         policy: format!("{:?}", o.pipeline.policy).to_lowercase(),
         capacity: o.pipeline.capacity,
         workers: o.workers,
@@ -332,13 +330,12 @@ pub fn format_human(r: &LoadTestResult) -> String {
         "unthrottled".into()
     };
     s += &format!(
-        "sink {:?}{} | queue {} cap {} policy {} | {} worker(s), offered {rate} for {:.1} s\n",
+        "sink {:?}{} | queue cap {} policy {} | {} worker(s), offered {rate} for {:.1} s\n",
         r.sink,
         r.out
             .as_ref()
             .map(|o| format!(" -> {o}"))
             .unwrap_or_default(),
-        r.queue_impl,
         r.capacity,
         r.policy,
         r.workers,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{mono_ns, Event, EventKind};
 use crate::hist::{Histogram, LatencySummary};
-use crate::queue::{self, PushError, QueueImpl, Recv, Rx, Tx};
+use crate::queue::{self, PushError, Recv, Rx, Tx};
 
 /// What a producer does when the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,14 +42,13 @@ impl std::str::FromStr for Policy {
 }
 
 /// Pipeline settings. `policy`, `batch_max` and `batch_linger` can change while running
-/// ([`Pipeline::set_runtime`]); `capacity` and `queue_impl` are fixed at start.
+/// ([`Pipeline::set_runtime`]); `capacity` is fixed at start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineConfig {
     pub capacity: usize,
     pub policy: Policy,
     pub batch_max: usize,
     pub batch_linger: Duration,
-    pub queue_impl: QueueImpl,
 }
 
 impl Default for PipelineConfig {
@@ -59,7 +58,6 @@ impl Default for PipelineConfig {
             policy: Policy::Block,
             batch_max: 1024,
             batch_linger: Duration::ZERO,
-            queue_impl: QueueImpl::Crossbeam,
         }
     }
 }
@@ -366,7 +364,7 @@ impl Pipeline {
                 "capacity and batch_max must be > 0",
             ));
         }
-        let (tx, rx) = queue::bounded(cfg.queue_impl, cfg.capacity);
+        let (tx, rx) = queue::bounded(cfg.capacity);
         let sink_stats: Vec<Arc<SinkStats>> = sinks
             .iter()
             .map(|s| {
@@ -679,23 +677,21 @@ mod tests {
         }
     }
 
-    fn cfg(which: QueueImpl, cap: usize, policy: Policy) -> PipelineConfig {
+    fn cfg(cap: usize, policy: Policy) -> PipelineConfig {
         PipelineConfig {
             capacity: cap,
             policy,
             batch_max: 64,
             batch_linger: Duration::ZERO,
-            queue_impl: which,
         }
     }
 
     #[test]
     fn drop_policy_counts_drops_per_source() {
-        for which in [QueueImpl::Crossbeam, QueueImpl::Mutex] {
+        {
             let (g, entered, gate_tx) = gate();
             let (sink, got, _) = collect(Duration::ZERO, Some(g));
-            let p =
-                Pipeline::start(&cfg(which, 8, Policy::Drop), vec![sink], Box::new(|| {})).unwrap();
+            let p = Pipeline::start(&cfg(8, Policy::Drop), vec![sink], Box::new(|| {})).unwrap();
             let a = p.emitter("a");
             let b = p.emitter("b");
             let dev: Arc<str> = "d".into();
@@ -713,7 +709,7 @@ mod tests {
             let acc_a = 1 + res_a.iter().filter(|r| **r == Push::Accepted).count() as u64;
             let drop_a = res_a.iter().filter(|r| **r == Push::Dropped).count() as u64;
             let drop_b = res_b.iter().filter(|r| **r == Push::Dropped).count() as u64;
-            assert_eq!(acc_a, 9, "{which:?}: 1 in the sink + 8 queued");
+            assert_eq!(acc_a, 9, "1 in the sink + 8 queued");
             assert_eq!(drop_a, 12);
             assert_eq!(drop_b, 5);
             let sa = stats.sources.iter().find(|s| s.name == "a").unwrap();
@@ -730,10 +726,9 @@ mod tests {
 
     #[test]
     fn block_policy_waits_and_loses_nothing() {
-        for which in [QueueImpl::Crossbeam, QueueImpl::Mutex] {
+        {
             let (sink, got, _) = collect(Duration::from_millis(2), None);
-            let p = Pipeline::start(&cfg(which, 4, Policy::Block), vec![sink], Box::new(|| {}))
-                .unwrap();
+            let p = Pipeline::start(&cfg(4, Policy::Block), vec![sink], Box::new(|| {})).unwrap();
             let producers: Vec<_> = (0..3)
                 .map(|t| {
                     let e = p.emitter(&format!("p{t}"));
@@ -749,7 +744,7 @@ mod tests {
                 .collect();
             let waited: Vec<Duration> = producers.into_iter().map(|h| h.join().unwrap()).collect();
             let stats = p.close();
-            assert_eq!(stats.accepted(), 600, "{which:?}");
+            assert_eq!(stats.accepted(), 600);
             assert_eq!(stats.dropped(), 0);
             assert_eq!(got.lock().unwrap().len(), 600);
             // 600 events through a 4-slot queue into a sink that takes 2 ms per batch: producers
@@ -778,11 +773,10 @@ mod tests {
 
     #[test]
     fn close_delivers_everything_accepted_while_producers_run() {
-        for which in [QueueImpl::Crossbeam, QueueImpl::Mutex] {
+        {
             for policy in [Policy::Block, Policy::Drop] {
                 let (sink, got, flushes) = collect(Duration::from_micros(200), None);
-                let p =
-                    Pipeline::start(&cfg(which, 32, policy), vec![sink], Box::new(|| {})).unwrap();
+                let p = Pipeline::start(&cfg(32, policy), vec![sink], Box::new(|| {})).unwrap();
                 let hs: Vec<_> = (0..2)
                     .map(|t| {
                         let e = p.emitter(&format!("s{t}"));
@@ -807,7 +801,7 @@ mod tests {
                 assert_eq!(
                     delivered,
                     stats.accepted(),
-                    "{which:?} {policy:?}: accepted events lost"
+                    "{policy:?}: accepted events lost"
                 );
                 assert_eq!(stats.sinks[0].written, delivered);
                 assert_eq!(
@@ -827,7 +821,7 @@ mod tests {
     fn runtime_policy_switch() {
         let (g, entered, gate_tx) = gate();
         let (sink, _got, _) = collect(Duration::ZERO, Some(g));
-        let mut c = cfg(QueueImpl::Crossbeam, 2, Policy::Block);
+        let mut c = cfg(2, Policy::Block);
         let p = Pipeline::start(&c, vec![sink], Box::new(|| {})).unwrap();
         c.policy = Policy::Drop;
         p.set_runtime(&c);
