@@ -93,6 +93,8 @@ fn ioctl_failure_names_device_operation_and_cause() {
     );
 }
 
+// `nvme bench` is in the development build only.
+#[cfg(feature = "devtools")]
 #[test]
 fn bench_simulated_writes_json() {
     let sys = tree();
