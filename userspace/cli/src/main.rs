@@ -13,8 +13,8 @@ mod error;
 mod events;
 #[cfg(feature = "devtools")]
 mod fuzz;
-mod gen;
 mod inspect;
+mod man_and_completions;
 mod nvme;
 #[cfg(feature = "devtools")]
 mod nvme_bench;
@@ -176,8 +176,8 @@ fn main() -> ExitCode {
             words,
         } => dmcmd::message(name, *sector, words, json),
         Cmd::Tune { check: _, pid } => tunecmd::check(*pid, json),
-        Cmd::Completions { shell } => gen::completions(Cli::command(), *shell),
-        Cmd::Manpage { dir } => gen::manpage(Cli::command(), dir.as_deref()),
+        Cmd::Completions { shell } => man_and_completions::completions(Cli::command(), *shell),
+        Cmd::Manpage { dir } => man_and_completions::manpage(Cli::command(), dir.as_deref()),
         Cmd::Nvme(c) => nvme::run(c, json),
         Cmd::Bench(c) => bench::run(c, json),
         Cmd::Events(a) => events::run(a, json),

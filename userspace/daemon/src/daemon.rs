@@ -21,7 +21,7 @@ use crate::nvme::{HealthProbe, NvmeSettings, NvmeSource, NvmeStats};
 use crate::pipeline::{Emitter, Pipeline, PipelineStats, Sink, SinkControl};
 use crate::procfs;
 use crate::scrub::{PendingMarker, ScrubOptions};
-use crate::scrubsrc::{ScrubSettings, ScrubSource};
+use crate::scrub_source::{ScrubSettings, ScrubSource};
 use crate::sinks::{JsonlSink, JsonlTarget};
 use crate::source::{Source, SourceContext, StopToken, WorkerRole};
 

@@ -26,6 +26,6 @@ pub mod pipeline;
 pub mod procfs;
 pub mod queue;
 pub mod scrub;
-pub mod scrubsrc;
+pub mod scrub_source;
 pub mod sinks;
 pub mod source;

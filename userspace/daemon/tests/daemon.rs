@@ -412,7 +412,9 @@ fn scrub_source_runs_a_pass_and_checkpoints() {
         .expect("scrub worker");
     assert_eq!(tune::get_ioprio(w.tid).unwrap(), tune::Ioprio::IDLE);
     d.shutdown();
-    let ck = dir.path().join(dmremapd::scrubsrc::checkpoint_name(&img));
+    let ck = dir
+        .path()
+        .join(dmremapd::scrub_source::checkpoint_name(&img));
     let c = dmremapd::scrub::load_checkpoint(&ck)
         .unwrap()
         .expect("checkpoint written");
