@@ -6,7 +6,7 @@ BENCH ?=
 CARGO ?= cargo
 export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 
-.PHONY: help deps kernel kmod userspace cargo-test vm-test test demo bench clean
+.PHONY: help deps kernel kmod kmod-distro userspace cargo-test vm-test test demo bench clean
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
@@ -14,6 +14,7 @@ help:
 	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
 	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
 	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
+	@echo "make kmod-distro           build dm_remap.ko for Debian's kernel (scripts/build-distro-kmod.sh)"
 	@echo "make kernel FLAVOUR=x      build the cached test kernel"
 	@echo "make userspace             build dmremap and dmremapd"
 	@echo "make deps                  install the Debian packages and tools the build needs"
@@ -32,6 +33,9 @@ else
 kmod: deps
 	@scripts/build-kmod.sh $(FLAVOUR)
 endif
+
+kmod-distro: deps
+	@scripts/build-distro-kmod.sh
 
 userspace: deps
 	@t0=$$SECONDS; $(CARGO) build --release --workspace --bins || exit 1; echo "[$$(date +%T)] stage userspace: done in $$((SECONDS - t0)) s"
