@@ -6,7 +6,10 @@ BENCH ?=
 CARGO ?= cargo
 export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 
-.PHONY: help deps kernel kmod userspace devtools lint cargo-test vm-test test demo bench clean
+# Scenarios of the distribution-kernel leg (make test-distro): data, metadata, fault and CLI.
+DISTRO_SCENARIOS ?= load_unload,create_basic,offset_mapping,multi_segment,remap_data,reload,remap_suspend,metadata,fault_read,fault_write,fault_ext4,ext4,fio_verify,bad_messages,rmmod_busy,control_device,events,cli
+
+.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-distro demo bench clean
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
@@ -15,6 +18,8 @@ help:
 	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
 	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
 	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
+	@echo "make test-distro           VM scenarios on Debian's own 7.3.4+deb13-amd64 kernel (SCENARIO=x to pick)"
+	@echo "make kmod-distro           build dm_remap.ko for Debian's kernel (scripts/build-distro-kmod.sh)"
 	@echo "make kernel FLAVOUR=x      build the cached test kernel"
 	@echo "make userspace             build dmremap and dmremapd (production, checked free of dev tools)"
 	@echo "make devtools              build them with the development tools into target/devtools"
@@ -34,6 +39,9 @@ else
 kmod: deps
 	@scripts/build-kmod.sh $(FLAVOUR)
 endif
+
+kmod-distro: deps
+	@scripts/build-distro-kmod.sh
 
 userspace: deps
 	@t0=$$SECONDS; $(CARGO) build --release --workspace --bins || exit 1; \
@@ -65,6 +73,9 @@ endif
 # lint runs first and stops the run before the cargo tests and the VM suite.
 test: lint
 	@$(MAKE) --no-print-directory cargo-test userspace vm-test
+
+test-distro: deps devtools
+	@tests/vm/run.sh --flavour distro $(or $(SCENARIO),$(DISTRO_SCENARIOS))
 
 bench: deps devtools
 	@test -n "$(BENCH)" || { echo "usage: make bench BENCH=kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub"; exit 2; }

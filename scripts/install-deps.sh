@@ -11,6 +11,8 @@ PKGS=(
 	qemu-system-x86 qemu-utils busybox-static dmsetup fio nvme-cli e2fsprogs coreutils
 	# userspace build: the devicemapper crate links libdevmapper
 	libdevmapper-dev pkg-config
+	# the distribution-kernel leg (make test-distro): a Debian 13 build root
+	mmdebstrap
 )
 
 missing=()

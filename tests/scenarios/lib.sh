@@ -23,6 +23,9 @@ expect_fail() {
 # assert_eq WHAT GOT WANT
 assert_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; }
 
+# have_target NAME: the kernel has the device-mapper target NAME registered (Debian's kernel, for
+# one, is built without dm-dust).
+have_target() { dmsetup targets | grep -q "^$1 "; }
 module_loaded() { grep -q '^dm_remap ' /proc/modules; }
 load_module() { module_loaded || check "insmod dm_remap" insmod "$MODULE"; }
 

@@ -375,6 +375,8 @@ def run_group(args, group_idx, profile, kernel_args, scen, results, log, echo, c
                 break
             if line.startswith("@@HOST "):
                 vm.host_action(line)
+            if line.startswith("@@DMR-KERNEL "):
+                args.guest_kernels.add(line.split()[1] if len(line.split()) > 1 else "?")
             if echo and not KERNEL_LINE.match(line) and not line.startswith(("@@DMR", "@@HOST", "@@ACK")):
                 print(line, flush=True)
             if KERNEL_LINE.match(line) and BAD_KERNEL.search(line):
@@ -435,7 +437,9 @@ def main():
     ap.add_argument("--mem", type=int, default=2048)
     ap.add_argument("--boot-timeout", type=int, default=180)
     ap.add_argument("--timeout-factor", type=float, default=1.0)
+    ap.add_argument("--expect-kernel", help="fail unless every guest reports this `uname -r`")
     args = ap.parse_args()
+    args.guest_kernels = set()
     names = [n for s in args.scenario for n in s.split(",") if n]
     scen = discover(args.suite, names)
     if not scen:
@@ -455,6 +459,10 @@ def main():
     with open(log_path, "w") as log:
         for i, ((profile, kargs, clock), group) in enumerate(groups):
             run_group(args, i, profile, kargs, group, results, log, args.echo, clock)
+    print(f"guest kernel (uname -r): {', '.join(sorted(args.guest_kernels)) or 'never reported'}")
+    if args.expect_kernel and args.guest_kernels != {args.expect_kernel}:
+        results.append(("kernel-release", False, f"guest kernel is not {args.expect_kernel}", 0.0))
+        report(results[-1])
     passed = sum(1 for r in results if r[1])
     failed = len(results) - passed
     print(f"guest log: {log_path} ({time.monotonic() - t0:.0f} s)")

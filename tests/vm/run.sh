@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# run.sh [--flavour release|debug] [--suite test|demo|bench] [--echo] [SCENARIO...]
-# run.sh [--flavour release|debug] --powercut KILLS LOG_OPS [--json FILE]
+# run.sh [--flavour release|debug|distro] [--suite test|demo|bench] [--echo] [SCENARIO...]
+# run.sh [--flavour release|debug|distro] --powercut KILLS LOG_OPS [--json FILE]
 # Build what the VM needs (kernel, module, userspace, initramfs) and run scenarios in QEMU, or
 # the power-cut tests (tests/vm/powercut.py: KILLS kill-QEMU iterations and a dm-log-writes
 # replay of a LOG_OPS-operation workload).
+# Flavour distro: Debian's own kernel (DISTRO_KVER, default 7.3.4+deb13-amd64, unmodified) and
+# modules instead of a test kernel; the run fails unless the guest reports that `uname -r`.
 source "$(dirname "$0")/../../scripts/lib.sh"
 
 flavour=debug suite=test echo=() scen=() powercut=() pcjson=()
@@ -19,9 +21,23 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-kdir=$("$ROOT/scripts/build-kernel.sh" "$flavour")
-ko=$("$ROOT/scripts/build-kmod.sh" "$flavour")
-extra=("$ko=/lib/modules/dm_remap.ko")
+expect=()
+if [ "$flavour" = distro ]; then
+	# Debian's unmodified kernel with its own modules, and the module built for it in a Debian 13
+	# root (scripts/build-distro-kmod.sh).
+	kver=${DISTRO_KVER:-7.3.4+deb13-amd64}
+	kout=$("$ROOT/scripts/fetch-distro-kernel.sh" "$kver")
+	kernel=$kout/vmlinuz
+	ko=$("$ROOT/scripts/build-distro-kmod.sh" --kver "$kver")
+	extra=("$ko=/lib/modules/dm_remap.ko" "$kout/modules/etc/dmr-modules=/etc/dmr-modules")
+	while read -r m; do extra+=("$kout/modules$m=$m"); done < "$kout/modules/etc/dmr-modules"
+	expect=(--expect-kernel "$kver")
+else
+	kdir=$("$ROOT/scripts/build-kernel.sh" "$flavour")
+	kernel=$kdir/arch/x86/boot/bzImage
+	ko=$("$ROOT/scripts/build-kmod.sh" "$flavour")
+	extra=("$ko=/lib/modules/dm_remap.ko")
+fi
 # The guest gets the development build (`make devtools`): the scenarios use its test tools.
 bins=$ROOT/target/devtools
 for b in dmremap dmremapd; do
@@ -38,12 +54,12 @@ t0=$SECONDS
 rc=0
 if [ ${#powercut[@]} -gt 0 ]; then
 	[ -x "$bins/dmremap" ] || die "$bins/dmremap missing (make devtools)"
-	python3 "$ROOT/tests/vm/powercut.py" --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$out/initramfs.cpio" \
+	python3 "$ROOT/tests/vm/powercut.py" --kernel "$kernel" --initrd "$out/initramfs.cpio" \
 		--out "$out" --dmremap "$bins/dmremap" "${powercut[@]}" "${pcjson[@]}" || rc=$?
 	log "stage vm-powercut: done in $((SECONDS - t0)) s"
 	exit $rc
 fi
-python3 "$ROOT/tests/vm/run.py" --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$out/initramfs.cpio" \
-	--out "$out" --suite "$suite" "${echo[@]}" "${scen[@]}" || rc=$?
+python3 "$ROOT/tests/vm/run.py" --kernel "$kernel" --initrd "$out/initramfs.cpio" \
+	--out "$out" --suite "$suite" "${echo[@]}" "${expect[@]}" "${scen[@]}" || rc=$?
 log "stage vm-$suite: done in $((SECONDS - t0)) s"
 exit $rc
