@@ -822,6 +822,37 @@ impl Drop for RcuIndex {
     }
 }
 
+kernel::sync::global_lock! {
+    // SAFETY: `event_ring` is the only user: it initialises the lock once before locking it.
+    unsafe(uninit) static EVENT_RING: SpinLockIrq<crate::events::Ring> =
+        crate::events::Ring::new();
+}
+
+/// [`EVENT_RING`]: 0 uninitialised, 1 being initialised, 2 ready.
+static EVENT_RING_STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// The module's event ring (see `events.rs`), locked with interrupts off. Any context; the
+/// first call initialises the lock.
+pub(crate) fn event_ring() -> impl core::ops::DerefMut<Target = crate::events::Ring> {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+    if EVENT_RING_STATE.load(Acquire) != 2 {
+        if EVENT_RING_STATE
+            .compare_exchange(0, 1, AcqRel, Acquire)
+            .is_ok()
+        {
+            // SAFETY: only the one caller that moved the state from 0 to 1 gets here, and no
+            // caller locks the ring before the state is 2.
+            unsafe { EVENT_RING.init() };
+            EVENT_RING_STATE.store(2, Release);
+        } else {
+            while EVENT_RING_STATE.load(Acquire) != 2 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    EVENT_RING.lock()
+}
+
 /// Called for each underlying device by [`Target::iterate_devices`].
 pub(crate) struct DeviceCallout {
     ti: *mut raw::dm_target,
