@@ -25,7 +25,9 @@ answer again without running the command twice. Commands (over QMP):
                                          of the drive touching 512-byte <sector> fails with EIO: a
                                          blkdebug node is put between the drive's raw and file
                                          nodes (blockdev-reopen)
-    fault <drive> flush [once]           every (the next) flush of the drive fails with EIO
+    fault <drive> flush <count>          the next <count> flushes of the drive fail with EIO (a
+                                         count, not "every": blockdev-reopen flushes the drive, so
+                                         clear-faults needs the flush rules used up first)
     faults <drive> read|write <first> <step> <count>
                                          `fault` at sectors first, first + step, ... (count of them)
     clear-faults <drive>                 remove the drive's injected faults
@@ -269,9 +271,12 @@ class VM:
                         and args[3:] in ([], ["once"]):
                     self.add_fault(args[0], args[1], int(args[2]), args[3:] == ["once"])
                     answer = "ok"
-                elif command == "fault" and len(args) in (2, 3) and args[1] == "flush" \
-                        and args[2:] in ([], ["once"]):
-                    self.add_fault(args[0], "flush", None, args[2:] == ["once"])
+                elif command == "fault" and len(args) == 3 and args[1] == "flush":
+                    count = int(args[2])
+                    if count < 1 or count > 4096:
+                        raise ValueError("fault flush: count 1..4096")
+                    rules = [("flush", None, True)] * count
+                    self.set_faults(args[0], self.faults.get(args[0], []) + rules)
                     answer = "ok"
                 elif command == "faults" and len(args) == 5 and args[1] in ("read", "write"):
                     first, step, count = (int(a) for a in args[2:])
@@ -299,7 +304,7 @@ class VM:
 
     def add_fault(self, drive, kind, sector, once=False):
         """Make every (or only the next) `kind` request touching 512-byte `sector` of `drive`
-        fail with EIO (`flush`: every flush, `sector` is None)."""
+        fail with EIO (`flush`: the next flush, `sector` is None)."""
         rules = self.faults.get(drive, []) + [(kind, sector, once)]
         self.set_faults(drive, rules)
 
