@@ -416,19 +416,11 @@ impl CtrContext {
         unsafe { (*self.ti).num_flush_bios = n };
     }
 
-    /// Reserve per-bio data for the target (see [`Bio::data`]).
-    pub(crate) fn reserve_bio_data(&mut self) {
-        // SAFETY: `ti` is valid and not yet visible to I/O during construction.
-        unsafe { (*self.ti).per_io_data_size = size_of::<BioData>() as c_uint };
-    }
-
-    /// How many bios `map` receives per discard and per write-zeroes request.
-    pub(crate) fn set_num_discard_and_write_zeroes_bios(&mut self, n: u32) {
+    /// How many bios `map` receives per discard request. Write-zeroes is not advertised (no
+    /// write-zeroes bios): the block layer then zeroes with ordinary writes.
+    pub(crate) fn set_num_discard_bios(&mut self, n: u32) {
         // SAFETY: as above.
-        unsafe {
-            (*self.ti).num_discard_bios = n;
-            (*self.ti).num_write_zeroes_bios = n;
-        }
+        unsafe { (*self.ti).num_discard_bios = n };
     }
 }
 
@@ -532,6 +524,8 @@ pub(crate) enum MapResult {
     Remapped,
     /// The target took the bio (deferred it) and will submit or end it later.
     Submitted,
+    /// Fail the bio with `BLK_STS_IOERR`.
+    Kill,
 }
 
 /// What `end_io` did with a completed bio.
@@ -543,7 +537,9 @@ pub(crate) enum EndIo {
     Incomplete,
 }
 
-/// Per-bio data of a target.
+/// Per-bio data of a target. `map_cb` initialises it for every bio before the target's `map`
+/// runs (a fresh clone's per-bio area holds whatever its previous user left), so safe code never
+/// sees uninitialised or stale values: `sector` is the bio's first sector, everything else zero.
 #[repr(C)]
 pub(crate) struct BioData {
     /// Target-defined tag.
@@ -553,9 +549,88 @@ pub(crate) struct BioData {
     /// Target-defined flags.
     pub(crate) flags: u32,
     /// Block-layer status of the failure that made the target take the bio over.
-    pub(crate) error: u8,
-    /// Where the bio's data is, saved by [`Bio::save_data`].
+    pub(crate) error: BlkStatus,
+    /// Where the bio's data is, saved by [`Bio::save_data`] (no data until then).
     saved: raw::dmr_iter,
+}
+
+/// What kind of failure a block-layer status (`blk_status_t`) reports. The kernel's numbers are
+/// mapped to these names in one place (`dmr_sts_kind` in helpers.c, from
+/// `include/linux/blk_types.h`); a status this module does not know is `Unknown`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum StatusKind {
+    Ok,
+    NotSupp,
+    Timeout,
+    NoSpc,
+    Transport,
+    Target,
+    ResvConflict,
+    Medium,
+    Protection,
+    Resource,
+    IoErr,
+    DmRequeue,
+    Again,
+    DevResource,
+    ZoneOpenResource,
+    ZoneActiveResource,
+    Offline,
+    DurationLimit,
+    Inval,
+    Unknown,
+}
+
+/// A block-layer status (`blk_status_t`) as a completed bio carries it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct BlkStatus(u8);
+
+impl BlkStatus {
+    /// Success (`BLK_STS_OK` is 0 by definition).
+    pub(crate) const OK: BlkStatus = BlkStatus(0);
+
+    /// `BLK_STS_IOERR`, the generic I/O error.
+    pub(crate) fn ioerr() -> BlkStatus {
+        // SAFETY: no preconditions.
+        BlkStatus(unsafe { raw::dmr_sts_ioerr() })
+    }
+
+    pub(crate) fn is_ok(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kernel's number of the status (for events and log lines).
+    pub(crate) fn code(self) -> u8 {
+        self.0
+    }
+
+    pub(crate) fn kind(self) -> StatusKind {
+        // SAFETY: no preconditions.
+        let k = unsafe { raw::dmr_sts_kind(self.0) };
+        match k {
+            raw::DMR_STS_OK => StatusKind::Ok,
+            raw::DMR_STS_NOTSUPP => StatusKind::NotSupp,
+            raw::DMR_STS_TIMEOUT => StatusKind::Timeout,
+            raw::DMR_STS_NOSPC => StatusKind::NoSpc,
+            raw::DMR_STS_TRANSPORT => StatusKind::Transport,
+            raw::DMR_STS_TARGET => StatusKind::Target,
+            raw::DMR_STS_RESV_CONFLICT => StatusKind::ResvConflict,
+            raw::DMR_STS_MEDIUM => StatusKind::Medium,
+            raw::DMR_STS_PROTECTION => StatusKind::Protection,
+            raw::DMR_STS_RESOURCE => StatusKind::Resource,
+            raw::DMR_STS_IOERR => StatusKind::IoErr,
+            raw::DMR_STS_DM_REQUEUE => StatusKind::DmRequeue,
+            raw::DMR_STS_AGAIN => StatusKind::Again,
+            raw::DMR_STS_DEV_RESOURCE => StatusKind::DevResource,
+            raw::DMR_STS_ZONE_OPEN_RESOURCE => StatusKind::ZoneOpenResource,
+            raw::DMR_STS_ZONE_ACTIVE_RESOURCE => StatusKind::ZoneActiveResource,
+            raw::DMR_STS_OFFLINE => StatusKind::Offline,
+            raw::DMR_STS_DURATION_LIMIT => StatusKind::DurationLimit,
+            raw::DMR_STS_INVAL => StatusKind::Inval,
+            _ => StatusKind::Unknown,
+        }
+    }
 }
 
 /// A bio passed to a target.
@@ -593,23 +668,13 @@ impl Bio {
         unsafe { raw::dmr_bio_sectors(self.as_raw()) }
     }
 
-    /// Keep only the first `sectors` sectors of this bio; device-mapper maps the rest as a new
-    /// bio. Only from `map`, with `0 < sectors <= self.sectors()`.
-    pub(crate) fn accept_partial(&mut self, sectors: u32) {
-        if sectors == 0 || sectors >= self.sectors() {
-            return;
-        }
-        // SAFETY: the bio is being mapped by its target (not a duplicated flush/discard bio:
-        // those have no data to split and callers only split bios with sectors), and
-        // `sectors` is within the bio.
-        unsafe { raw::dm_accept_partial_bio(self.as_raw(), sectors) }
-    }
-
-    /// The target's per-bio data (reserved with [`CtrContext::reserve_bio_data`]).
+    /// The target's per-bio data.
     pub(crate) fn data(&mut self) -> &mut BioData {
-        // SAFETY: the target reserved `size_of::<BioData>()` bytes of per-bio data in its
-        // constructor; the area is 8-byte aligned, lives as long as the bio and is only touched by
-        // the target's callbacks for this bio, which do not run concurrently.
+        // SAFETY: `ctr_cb` reserved `size_of::<BioData>()` bytes of per-bio data for every bio of
+        // the target and `map_cb` initialised them before any callback saw the bio (every bio a
+        // `Bio` is made from went through `map` first: `end_io` and held bios included); the
+        // area is 8-byte aligned, lives as long as the bio and is only touched by the target's
+        // callbacks for this bio, which do not run concurrently (`&mut self`).
         unsafe { &mut *raw::dm_per_bio_data(self.as_raw(), size_of::<BioData>()).cast::<BioData>() }
     }
 
@@ -661,7 +726,9 @@ impl Bio {
         unsafe { raw::dmr_bio_is_read(self.as_raw()) }
     }
 
-    /// Whether the bio is a plain data write (not a discard, write-zeroes or flush).
+    /// Whether the bio is a `REQ_OP_WRITE` (not a discard or write-zeroes). An empty flush is a
+    /// `REQ_OP_WRITE` too: tell it apart with [`Bio::is_empty_flush`] while mapping (after
+    /// completion a bio's size is no longer reliable).
     pub(crate) fn is_data_write(&self) -> bool {
         // SAFETY: the bio is valid.
         unsafe { raw::dmr_bio_is_data_write(self.as_raw()) }
@@ -698,8 +765,59 @@ impl Bio {
     }
 }
 
-/// A list of bios the target holds (deferred from `map`). It must be emptied (bios resubmitted
-/// with [`BioList::pop`] + [`HeldBio::submit`]) before it is dropped.
+/// The bio `map` is mapping: a [`Bio`] that may also be split.
+pub(crate) struct MapBio<'a> {
+    bio: &'a mut Bio,
+    ti: *mut raw::dm_target,
+}
+
+impl MapBio<'_> {
+    /// Keep only the first `sectors` sectors of this bio (`0 < sectors`); device-mapper maps the
+    /// rest as a new bio. A bio that cannot be split (a flush, an atomic write, a duplicated
+    /// discard, a zoned device) or a `sectors` beyond its end is refused with `EINVAL`.
+    pub(crate) fn accept_partial(&mut self, sectors: u32) -> Result {
+        let raw = self.bio.as_raw();
+        // SAFETY: the bio is being mapped by the target `ti`.
+        if sectors == 0 || !unsafe { raw::dmr_bio_may_split(self.ti, raw) } {
+            return Err(EINVAL);
+        }
+        if sectors >= self.bio.sectors() {
+            return if sectors == self.bio.sectors() {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            };
+        }
+        // SAFETY: the bio is being mapped by its target (`MapBio` exists only inside `map`), it
+        // is splittable (`dmr_bio_may_split`: not a duplicate, not atomic, not zoned) and
+        // `0 < sectors < bio_sectors`.
+        unsafe { raw::dm_accept_partial_bio(raw, sectors) };
+        Ok(())
+    }
+}
+
+impl core::ops::Deref for MapBio<'_> {
+    type Target = Bio;
+    fn deref(&self) -> &Bio {
+        self.bio
+    }
+}
+
+impl core::ops::DerefMut for MapBio<'_> {
+    fn deref_mut(&mut self) -> &mut Bio {
+        self.bio
+    }
+}
+
+/// A list of bios the target holds: taken from `map` (which then returns
+/// [`MapResult::Submitted`]) or from `end_io` (which then returns [`EndIo::Incomplete`]).
+///
+/// Contract for the caller (not checked): a bio is pushed at most once and only by the callback
+/// that returns `Submitted`/`Incomplete` for it, and nothing touches it after the push except
+/// through the [`HeldBio`] that [`BioList::pop`] hands out. Each held bio is then either
+/// submitted ([`HeldBio::submit`], only for bios taken in `map`) or ended ([`HeldBio::end`]).
+/// A list dropped while it still holds bios ends them with `BLK_STS_IOERR`, so a bio is never
+/// lost (the submitter would wait forever).
 pub(crate) struct BioList(raw::bio_list);
 
 // SAFETY: the list only links bios the target owns; it is used under a lock.
@@ -721,6 +839,15 @@ impl BioList {
         unsafe { raw::dmr_bio_list_add(&mut self.0, bio.as_raw()) }
     }
 
+    /// Hold again a bio taken from a list (it stays owned by the target).
+    pub(crate) fn push_held(&mut self, h: HeldBio) {
+        let bio = h.0;
+        core::mem::forget(h);
+        // SAFETY: the list is valid; the bio is owned by the target (it was held) and is now
+        // linked into this list only (`h` is consumed without ending it).
+        unsafe { raw::dmr_bio_list_add(&mut self.0, bio) }
+    }
+
     /// Take the oldest held bio.
     pub(crate) fn pop(&mut self) -> Option<HeldBio> {
         // SAFETY: the list is valid.
@@ -733,7 +860,9 @@ impl BioList {
     }
 }
 
-/// A bio the target held back; it is submitted with [`HeldBio::submit`].
+/// A bio the target held back (see [`BioList`]); the target owns it until it submits it with
+/// [`HeldBio::submit`] or ends it with [`HeldBio::end`]. Dropping it unfinished ends it with
+/// `BLK_STS_IOERR`.
 pub(crate) struct HeldBio(*mut raw::bio);
 
 impl HeldBio {
@@ -743,18 +872,37 @@ impl HeldBio {
         unsafe { Bio::from_raw(self.0) }
     }
 
-    /// Complete the bio with block-layer status `status` (0 for success). Its `end_io`
-    /// callback runs again with that status.
-    pub(crate) fn end(self, status: u8) {
-        // SAFETY: the target owns the bio (taken in `map` or from `end_io`) and ends it once.
-        unsafe { raw::dmr_bio_end(self.0, status) }
+    /// Complete the bio with `status`. Its `end_io` callback runs again with that status.
+    pub(crate) fn end(self, status: BlkStatus) {
+        let bio = self.0;
+        core::mem::forget(self);
+        // SAFETY: the target owns the bio (taken in `map` or from `end_io`) and ends it once
+        // (`self` is consumed without running its destructor).
+        unsafe { raw::dmr_bio_end(bio, status.0) }
     }
 
-    /// Submit the (redirected) bio to its device.
+    /// Submit the (redirected) bio to its device. Only for bios taken in `map` (see
+    /// [`BioList`]).
     pub(crate) fn submit(self) {
+        let bio = self.0;
+        core::mem::forget(self);
         // SAFETY: the bio was taken by the target in `map` (DM_MAPIO_SUBMITTED) and is submitted
-        // exactly once, after the caller redirected it.
-        unsafe { raw::dmr_submit_bio_remap(self.0) }
+        // exactly once (`self` is consumed), after the caller redirected it.
+        unsafe { raw::dmr_submit_bio_remap(bio) }
+    }
+}
+
+impl Drop for HeldBio {
+    fn drop(&mut self) {
+        // SAFETY: an unfinished held bio is still owned by the target; it is ended once here.
+        unsafe { raw::dmr_bio_end(self.0, BlkStatus::ioerr().0) }
+    }
+}
+
+impl Drop for BioList {
+    fn drop(&mut self) {
+        // Each popped bio is ended by `HeldBio`'s destructor.
+        while self.pop().is_some() {}
     }
 }
 
@@ -822,6 +970,37 @@ impl Drop for RcuIndex {
     }
 }
 
+kernel::sync::global_lock! {
+    // SAFETY: `event_ring` is the only user: it initialises the lock once before locking it.
+    unsafe(uninit) static EVENT_RING: SpinLockIrq<crate::events::Ring> =
+        crate::events::Ring::new();
+}
+
+/// [`EVENT_RING`]: 0 uninitialised, 1 being initialised, 2 ready.
+static EVENT_RING_STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// The module's event ring (see `events.rs`), locked with interrupts off. Any context; the
+/// first call initialises the lock.
+pub(crate) fn event_ring() -> impl core::ops::DerefMut<Target = crate::events::Ring> {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+    if EVENT_RING_STATE.load(Acquire) != 2 {
+        if EVENT_RING_STATE
+            .compare_exchange(0, 1, AcqRel, Acquire)
+            .is_ok()
+        {
+            // SAFETY: only the one caller that moved the state from 0 to 1 gets here, and no
+            // caller locks the ring before the state is 2.
+            unsafe { EVENT_RING.init() };
+            EVENT_RING_STATE.store(2, Release);
+        } else {
+            while EVENT_RING_STATE.load(Acquire) != 2 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    EVENT_RING.lock()
+}
+
 /// Called for each underlying device by [`Target::iterate_devices`].
 pub(crate) struct DeviceCallout {
     ti: *mut raw::dm_target,
@@ -859,10 +1038,10 @@ pub(crate) trait Target: Sized + Send + Sync {
     fn new(ctx: &mut CtrContext, args: Args<'_>) -> core::result::Result<Self, CtrError>;
 
     /// Map a bio: redirect it to an underlying device.
-    fn map(&self, ti: &TargetRef, bio: &mut Bio) -> MapResult;
+    fn map(&self, ti: &TargetRef, bio: &mut MapBio<'_>) -> MapResult;
 
-    /// A bio completed; `error` is its block-layer status (0 for success).
-    fn end_io(&self, _ti: &TargetRef, _bio: &mut Bio, _error: u8) -> EndIo {
+    /// A bio completed with block-layer status `error`.
+    fn end_io(&self, _ti: &TargetRef, _bio: &mut Bio, _error: BlkStatus) -> EndIo {
         EndIo::Done
     }
 
@@ -906,6 +1085,9 @@ unsafe extern "C" fn ctr_cb<T: Target>(
     argv: *mut *mut c_char,
 ) -> c_int {
     let mut ctx = CtrContext { ti };
+    // Every bio mapped by the target carries a `BioData` (`map_cb` initialises it).
+    // SAFETY: `ti` is the target under construction, not yet visible to I/O.
+    unsafe { (*ti).per_io_data_size = size_of::<BioData>() as c_uint };
     // SAFETY: device-mapper passes `argc` valid strings that live during the constructor.
     let args = unsafe { Args::new(argc, argv) };
     let res = T::new(&mut ctx, args).and_then(|t| {
@@ -944,9 +1126,32 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut raw::dm_target, bio: *mut raw::b
             Bio::from_raw(bio),
         )
     };
-    (match t.map(tref, bio) {
+    let sector = bio.sector();
+    // SAFETY: `ctr_cb` reserved room for a `BioData` in every bio of the target; this writes it
+    // without reading the previous contents.
+    unsafe {
+        ptr::write(
+            raw::dm_per_bio_data(bio.as_raw(), size_of::<BioData>()).cast::<BioData>(),
+            BioData {
+                tag: 0,
+                sector,
+                flags: 0,
+                error: BlkStatus::OK,
+                saved: raw::dmr_iter {
+                    sector,
+                    size: 0,
+                    idx: 0,
+                    done: 0,
+                    pad: 0,
+                },
+            },
+        )
+    };
+    let mut mb = MapBio { bio, ti };
+    (match t.map(tref, &mut mb) {
         MapResult::Remapped => raw::DM_MAPIO_REMAPPED,
         MapResult::Submitted => raw::DM_MAPIO_SUBMITTED,
+        MapResult::Kill => raw::DM_MAPIO_KILL,
     }) as c_int
 }
 
@@ -961,7 +1166,7 @@ unsafe extern "C" fn end_io_cb<T: Target>(
             private::<T>(ti),
             TargetRef::from_raw(ti),
             Bio::from_raw(bio),
-            *error,
+            BlkStatus(*error),
         )
     };
     (match t.end_io(tref, bio, err) {

@@ -44,7 +44,6 @@ struct DmRemapModule {
 
 impl kernel::InPlaceModule for DmRemapModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        events::init();
         try_pin_init!(Self {
             _target: {
                 let reg = dm::Registration::register(c"remap", target::VERSION, module)?;

@@ -11,9 +11,8 @@
 //! events they had not read were overwritten.
 
 use kernel::prelude::*;
-use kernel::sync::global_lock;
 
-use crate::dm::{event_publish, ktime_ns, uapi};
+use crate::dm::{event_publish, event_ring, ktime_ns, uapi};
 
 const RING: usize = uapi::DMR_EVENT_RING as usize;
 
@@ -36,7 +35,7 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Ring {
             events: [EMPTY; RING],
             next: 1,
@@ -62,21 +61,10 @@ impl Ring {
     }
 }
 
-global_lock! {
-    // SAFETY: initialised in module init before any target or ioctl can use it.
-    pub(crate) unsafe(uninit) static EVENTS: SpinLockIrq<Ring> = Ring::new();
-}
-
-/// Initialise the ring. Module init only, once.
-pub(crate) fn init() {
-    // SAFETY: called exactly once, from module init, before any use of `EVENTS`.
-    unsafe { EVENTS.init() };
-}
-
 /// Record an event. Any context.
 pub(crate) fn raise(ty: u32, dev: u32, sector: u64, arg: u64, flags: u32) {
     let time_ns = ktime_ns();
-    let mut r = EVENTS.lock();
+    let mut r = event_ring();
     let seq = r.next;
     r.next += 1;
     let idx = ((seq - 1) % RING as u64) as usize;
@@ -103,7 +91,7 @@ pub(crate) fn raise(ty: u32, dev: u32, sector: u64, arg: u64, flags: u32) {
 /// (next sequence to ask for, oldest sequence still held, events lost so far).
 pub(crate) fn read(since: u64, out: &mut KVec<uapi::dmr_event>) -> (u64, u64, u64) {
     let max = out.capacity();
-    let r = EVENTS.lock();
+    let r = event_ring();
     let oldest = r.oldest();
     // Capacity was reserved by the caller: these pushes do not allocate.
     let seq = r.copy_from(since.max(oldest), |e| {
@@ -114,7 +102,7 @@ pub(crate) fn read(since: u64, out: &mut KVec<uapi::dmr_event>) -> (u64, u64, u6
 
 /// Sequence numbers of the oldest event held and of the next event to be raised.
 pub(crate) fn bounds() -> (u64, u64) {
-    let r = EVENTS.lock();
+    let r = event_ring();
     (r.oldest(), r.next)
 }
 
@@ -125,7 +113,7 @@ pub(crate) fn bounds() -> (u64, u64) {
 pub(crate) fn read_from(cursor: u64, out: &mut KVVec<uapi::dmr_event>) {
     let max = out.capacity();
     let now = ktime_ns();
-    let r = EVENTS.lock();
+    let r = event_ring();
     let oldest = r.oldest();
     let mut seq = cursor.max(1);
     if seq < oldest && max > 0 {

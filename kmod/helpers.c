@@ -172,6 +172,63 @@ bool dmr_bio_is_data_write(const struct bio *bio)
 	return bio_op(bio) == REQ_OP_WRITE;
 }
 
+/*
+ * Whether dm_accept_partial_bio() may be called on a bio being mapped by `ti`: it must have data,
+ * not be a duplicate (flushes, and discards/write-zeroes when the target asks for several
+ * copies), not be atomic and not be on a zoned device (dm_accept_partial_bio BUGs on those).
+ */
+bool dmr_bio_may_split(const struct dm_target *ti, const struct bio *bio)
+{
+	if (!bio_sectors(bio) || (bio->bi_opf & (REQ_ATOMIC | REQ_PREFLUSH)) ||
+	    bdev_is_zoned(bio->bi_bdev))
+		return false;
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+	case REQ_OP_WRITE:
+		return true;
+	case REQ_OP_DISCARD:
+		return ti->num_discard_bios <= 1;
+	case REQ_OP_SECURE_ERASE:
+		return ti->num_secure_erase_bios <= 1;
+	case REQ_OP_WRITE_ZEROES:
+		return ti->num_write_zeroes_bios <= 1;
+	default:
+		return false;
+	}
+}
+
+/* The kind (DMR_STS_*) of a block-layer status: the one table of the kernel's numbers. */
+unsigned int dmr_sts_kind(u8 status)
+{
+	switch ((__force blk_status_t)status) {
+	case BLK_STS_OK: return DMR_STS_OK;
+	case BLK_STS_NOTSUPP: return DMR_STS_NOTSUPP;
+	case BLK_STS_TIMEOUT: return DMR_STS_TIMEOUT;
+	case BLK_STS_NOSPC: return DMR_STS_NOSPC;
+	case BLK_STS_TRANSPORT: return DMR_STS_TRANSPORT;
+	case BLK_STS_TARGET: return DMR_STS_TARGET;
+	case BLK_STS_RESV_CONFLICT: return DMR_STS_RESV_CONFLICT;
+	case BLK_STS_MEDIUM: return DMR_STS_MEDIUM;
+	case BLK_STS_PROTECTION: return DMR_STS_PROTECTION;
+	case BLK_STS_RESOURCE: return DMR_STS_RESOURCE;
+	case BLK_STS_IOERR: return DMR_STS_IOERR;
+	case BLK_STS_DM_REQUEUE: return DMR_STS_DM_REQUEUE;
+	case BLK_STS_AGAIN: return DMR_STS_AGAIN;
+	case BLK_STS_DEV_RESOURCE: return DMR_STS_DEV_RESOURCE;
+	case BLK_STS_ZONE_OPEN_RESOURCE: return DMR_STS_ZONE_OPEN_RESOURCE;
+	case BLK_STS_ZONE_ACTIVE_RESOURCE: return DMR_STS_ZONE_ACTIVE_RESOURCE;
+	case BLK_STS_OFFLINE: return DMR_STS_OFFLINE;
+	case BLK_STS_DURATION_LIMIT: return DMR_STS_DURATION_LIMIT;
+	case BLK_STS_INVAL: return DMR_STS_INVAL;
+	default: return DMR_STS_UNKNOWN;
+	}
+}
+
+u8 dmr_sts_ioerr(void)
+{
+	return (__force u8)BLK_STS_IOERR;
+}
+
 void dmr_cond_resched(void)
 {
 	cond_resched();

@@ -49,6 +49,34 @@ int dmr_bio_copy(struct bio *bio, const struct dmr_iter *saved, unsigned int off
 void dmr_bio_end(struct bio *bio, u8 status);
 bool dmr_bio_is_read(const struct bio *bio);
 bool dmr_bio_is_data_write(const struct bio *bio);
+bool dmr_bio_may_split(const struct dm_target *ti, const struct bio *bio);
+
+/*
+ * Kinds of blk_status_t, numbered by this module (the kernel's numbers are not ABI): the Rust
+ * side sees only these.
+ */
+#define DMR_STS_OK 0u
+#define DMR_STS_NOTSUPP 1u
+#define DMR_STS_TIMEOUT 2u
+#define DMR_STS_NOSPC 3u
+#define DMR_STS_TRANSPORT 4u
+#define DMR_STS_TARGET 5u
+#define DMR_STS_RESV_CONFLICT 6u
+#define DMR_STS_MEDIUM 7u
+#define DMR_STS_PROTECTION 8u
+#define DMR_STS_RESOURCE 9u
+#define DMR_STS_IOERR 10u
+#define DMR_STS_DM_REQUEUE 11u
+#define DMR_STS_AGAIN 12u
+#define DMR_STS_DEV_RESOURCE 13u
+#define DMR_STS_ZONE_OPEN_RESOURCE 14u
+#define DMR_STS_ZONE_ACTIVE_RESOURCE 15u
+#define DMR_STS_OFFLINE 16u
+#define DMR_STS_DURATION_LIMIT 17u
+#define DMR_STS_INVAL 18u
+#define DMR_STS_UNKNOWN 255u
+unsigned int dmr_sts_kind(u8 status);
+u8 dmr_sts_ioerr(void);
 int dmr_dev_flush(struct dm_dev *dev);
 void dmr_cond_resched(void);
 u64 dmr_ktime_ns(void);

@@ -36,9 +36,9 @@ use kernel::sync::{Mutex, SpinLock, SpinLockIrq};
 
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
-    self, uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, EndIo,
-    HeldBio, MapResult, QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target,
-    TargetRef, Worker, WriteMode,
+    self, uapi, Args, Bio, BioList, BlkStatus, CtrContext, CtrError, DeviceCallout, DmDev, Emitter,
+    EndIo, HeldBio, MapBio, MapResult, QueueLimits, RcuIndex, Sector, StatusKind, StatusType,
+    TableNotifier, Target, TargetRef, Worker, WriteMode,
 };
 use crate::events;
 use crate::metadata::{
@@ -72,8 +72,6 @@ const COPY_CHUNK: usize = 256 * 1024;
 const COPY_CHUNK_MIN: usize = 64 * 1024;
 /// Records for pending blocks each metadata copy has room for beyond one per spare slot.
 const EXTRA_RECORDS: u64 = 16 * metadata::RECORDS_PER_BLOCK as u64;
-/// Block-layer status of a failed I/O (`BLK_STS_IOERR`).
-const STS_IOERR: u8 = 10;
 /// Bits of the packed moving range used by its length.
 const MOVE_LEN_BITS: u32 = 16;
 
@@ -91,23 +89,72 @@ struct Stats {
     failed_reads: AtomicU64,
     commits: AtomicU64,
     commit_errors: AtomicU64,
+    /// Errors on main that are not media errors (see [`error_class`]), passed through.
+    passthrough_errors: AtomicU64,
+    /// Failed flushes (main or spare), passed through.
+    flush_errors: AtomicU64,
+}
+
+/// What a failed I/O on main means for the block it touched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ErrorClass {
+    /// The medium failed at this place: a write moves to fresh spare slots, a read is retried
+    /// and the block marked pending when it stays unreadable.
+    Media,
+    /// The error says nothing about the block (no space on a thin main, a NOWAIT bio that would
+    /// block, an operation the device does not support, a requeue, a path/transport or timeout
+    /// failure, an offline device, ...): the bio fails with its status untouched, nothing is
+    /// remapped or marked pending, no spare slot is used; counted in `passthrough_errors`.
+    PassThrough,
+}
+
+/// The one place that decides which failures heal. Every kind is listed, so a new one must be
+/// classified here.
+fn error_class(status: BlkStatus) -> ErrorClass {
+    match status.kind() {
+        // NVMe read/write faults are MEDIUM, SCSI medium errors too; virtio-blk and most drivers
+        // report a failing sector as IOERR (also the generic status of unknown driver errors).
+        StatusKind::Medium | StatusKind::IoErr => ErrorClass::Media,
+        StatusKind::Ok
+        | StatusKind::NotSupp
+        | StatusKind::Timeout
+        | StatusKind::NoSpc
+        | StatusKind::Transport
+        | StatusKind::Target
+        | StatusKind::ResvConflict
+        | StatusKind::Protection
+        | StatusKind::Resource
+        | StatusKind::DmRequeue
+        | StatusKind::Again
+        | StatusKind::DevResource
+        | StatusKind::ZoneOpenResource
+        | StatusKind::ZoneActiveResource
+        | StatusKind::Offline
+        | StatusKind::DurationLimit
+        | StatusKind::Inval
+        | StatusKind::Unknown => ErrorClass::PassThrough,
+    }
 }
 
 /// Per-CPU counter slots of the bio gate.
 const COUNTER_SLOTS: usize = 32;
 
-/// One counter on its own cache line.
+/// Bios counted in and out of one epoch on one CPU slot, on their own cache line.
 #[repr(C, align(64))]
-struct CounterSlot(AtomicU64);
+struct CounterSlot {
+    enters: AtomicU64,
+    leaves: AtomicU64,
+}
 
 /// Bio counting for block moves (see the module documentation).
 struct Gate {
     /// Range being moved: `(first + 1) << MOVE_LEN_BITS | len`, 0 when none.
     moving: AtomicU64,
     epoch: AtomicU64,
-    /// Bios in flight per epoch, spread over per-CPU slots (one cache line each) so that
-    /// counting does not bounce a shared line between CPUs. A bio may leave on another CPU than
-    /// it entered on: slots wrap, only the (wrapping) sum over an epoch's slots is meaningful.
+    /// Bios that entered and left each epoch, spread over per-CPU slots (one cache line each)
+    /// so that counting does not bounce a shared line between CPUs. Counts only grow (64 bits do
+    /// not wrap); a bio may leave on another CPU than it entered on, so only the sums over all
+    /// slots mean anything (see [`Gate::in_flight`]).
     inflight: KBox<[[CounterSlot; COUNTER_SLOTS]; 2]>,
     held: Pin<KBox<SpinLock<BioList>>>,
 }
@@ -116,27 +163,42 @@ impl Gate {
     /// Count a bio in the current epoch; returns its tag (epoch + 1).
     fn enter(&self) -> u64 {
         let e = self.epoch.load(SeqCst) & 1;
-        self.slot(e).fetch_add(1, SeqCst);
+        self.slot(e).enters.fetch_add(1, SeqCst);
         e + 1
     }
 
-    fn slot(&self, epoch: u64) -> &AtomicU64 {
+    fn slot(&self, epoch: u64) -> &CounterSlot {
         let cpu = crate::dm::current_cpu() as usize % COUNTER_SLOTS;
         // Both indices are in range: `epoch` is 0 or 1, `cpu` is reduced modulo the slot count.
-        &self.inflight[(epoch & 1) as usize][cpu].0
+        &self.inflight[(epoch & 1) as usize][cpu]
     }
 
-    /// Bios in flight in `epoch`.
+    /// Bios in flight in `epoch`, or more (never fewer) while bios enter or leave it.
+    ///
+    /// One combined counter per slot is not enough: a bio entering on one CPU and leaving on
+    /// another moves +1 and -1 to different slots, and a sum read slot by slot can see the -1
+    /// and miss the +1, reading 0 while another bio is in flight. So, as SRCU does, the leave
+    /// counts are summed first and the enter counts after: every bio counted as left entered
+    /// before it left (its enter happened before its leave, which the first sum saw), so its
+    /// enter is in the second sum, and `entered - left` is at least the number of bios in
+    /// flight. A bio whose enter the second sum misses entered after the mover published the
+    /// moving range and flipped the epoch (all `SeqCst`), so `map` sees the range when it reads
+    /// `moving` after entering and does not reach the moving blocks.
     fn in_flight(&self, epoch: u64) -> u64 {
-        self.inflight[(epoch & 1) as usize]
+        let slots = &self.inflight[(epoch & 1) as usize];
+        let left = slots
             .iter()
-            .fold(0u64, |acc, c| acc.wrapping_add(c.0.load(SeqCst)))
+            .fold(0u64, |acc, c| acc.wrapping_add(c.leaves.load(SeqCst)));
+        let entered = slots
+            .iter()
+            .fold(0u64, |acc, c| acc.wrapping_add(c.enters.load(SeqCst)));
+        entered.wrapping_sub(left)
     }
 
     /// Uncount a bio entered with `tag`.
     fn leave(&self, tag: u64) {
         if tag == 1 || tag == 2 {
-            self.slot(tag - 1).fetch_sub(1, SeqCst);
+            self.slot(tag - 1).leaves.fetch_add(1, SeqCst);
         }
     }
 }
@@ -251,6 +313,8 @@ pub(crate) struct RemapTarget {
     opts: Options,
     /// log2 of the block size in sectors.
     shift: u32,
+    /// Sectors in the target (the last block may be partial: see [`RemapTarget::block_len`]).
+    len: Sector,
     /// Blocks in the target.
     blocks: u64,
     /// Blocks of the main device the metadata covers (records may lie beyond the target).
@@ -426,7 +490,14 @@ impl Target for RemapTarget {
         .map_err(nomem(c"Cannot allocate target context"))?;
         let index = RcuIndex::new().map_err(nomem(c"Cannot allocate the remap index"))?;
         let inflight = KBox::new(
-            [const { [const { CounterSlot(AtomicU64::new(0)) }; COUNTER_SLOTS] }; 2],
+            [const {
+                [const {
+                    CounterSlot {
+                        enters: AtomicU64::new(0),
+                        leaves: AtomicU64::new(0),
+                    }
+                }; COUNTER_SLOTS]
+            }; 2],
             GFP_KERNEL,
         )
         .map_err(|_| CtrError {
@@ -436,8 +507,8 @@ impl Target for RemapTarget {
 
         // One empty flush per underlying device: flushes reach main and spare.
         ctx.set_num_flush_bios(2);
-        ctx.set_num_discard_and_write_zeroes_bios(1);
-        ctx.reserve_bio_data();
+        // No write-zeroes: on a dying main it fails like a write; ordinary zero writes heal.
+        ctx.set_num_discard_bios(1);
         let notifier = ctx
             .table_notifier()
             .map_err(nomem(c"Cannot allocate target context"))?;
@@ -458,6 +529,7 @@ impl Target for RemapTarget {
             data_start: geometry.data_start,
             opts,
             shift,
+            len: ctx.len(),
             blocks,
             main_blocks: main_sectors >> shift,
             index,
@@ -482,9 +554,10 @@ impl Target for RemapTarget {
         Ok(t)
     }
 
-    fn map(&self, ti: &TargetRef, bio: &mut Bio) -> MapResult {
+    fn map(&self, ti: &TargetRef, bio: &mut MapBio<'_>) -> MapResult {
         if bio.is_empty_flush() {
-            bio.data().tag = 0;
+            // Never a data write: its failure fails the flush (see `end_io`).
+            bio.data().flags = BIO_FLUSH;
             if bio.target_bio_nr() == 0 {
                 bio.set_dev(&self.main);
             } else {
@@ -492,13 +565,7 @@ impl Target for RemapTarget {
             }
             return MapResult::Remapped;
         }
-        let dev_sector = bio.sector();
-        {
-            let d = bio.data();
-            d.sector = dev_sector;
-            d.flags = 0;
-        }
-        let rel = dev_sector - ti.begin();
+        let rel = bio.sector() - ti.begin();
         let write = bio.is_write();
         // Writes are always counted: a block move must wait for writes to main in flight.
         let mut tag = if write { self.gate.enter() } else { 0 };
@@ -513,41 +580,53 @@ impl Target for RemapTarget {
             // Reads that may go to the spare are counted too: unremap frees slots.
             tag = self.gate.enter();
         }
-        let moving = self.gate.moving.load(SeqCst);
-        let sectors = bio.sectors();
-        let mut piece = remap::plan(&IndexLookup(&self.index), rel, sectors, self.shift);
-        if moving != 0 {
-            // Cut the piece at the moving range so that only its part is held.
-            let (m_first, m_len) = unpack_move(moving);
-            let start = rel;
-            let end = rel + u64::from(piece.sectors);
-            let m_start = m_first << self.shift;
-            let m_end = (m_first + m_len) << self.shift;
-            if start < m_end && m_start < end {
-                if start < m_start {
-                    piece.sectors = (m_start - start) as u32;
-                } else {
-                    // Hold one block at a time: after the move its blocks may live apart.
-                    let block_end = ((start >> self.shift) + 1) << self.shift;
-                    piece.sectors = (block_end.min(end) - start) as u32;
-                    bio.accept_partial(piece.sectors);
-                    self.gate.leave(tag);
-                    bio.save_data(0);
-                    let mut held = self.gate.held.lock();
-                    if self.gate.moving.load(SeqCst) == moving {
-                        held.push(bio);
-                        self.stats.held_bios.fetch_add(1, Relaxed);
-                        return MapResult::Submitted;
-                    }
-                    drop(held);
-                    // The move finished meanwhile: route with the new index.
-                    tag = self.gate.enter();
-                    piece = remap::plan(&IndexLookup(&self.index), rel, piece.sectors, self.shift);
-                }
+        let piece = loop {
+            // Read after entering: a move that started before the bio was counted is seen here;
+            // one that starts later waits for the bio.
+            let moving = self.gate.moving.load(SeqCst);
+            let sectors = bio.sectors();
+            let mut piece = remap::plan(&IndexLookup(&self.index), rel, sectors, self.shift);
+            if moving == 0 {
+                break piece;
             }
-        }
-        if piece.sectors < sectors {
-            bio.accept_partial(piece.sectors);
+            let (m_first, m_len) = unpack_move(moving);
+            let (m_start, m_end) = (m_first << self.shift, (m_first + m_len) << self.shift);
+            let end = rel + u64::from(piece.sectors);
+            if rel >= m_end || m_start >= end {
+                break piece;
+            }
+            if rel < m_start {
+                // Cut the piece at the moving range so that only its part is held.
+                piece.sectors = (m_start - rel) as u32;
+                break piece;
+            }
+            // Hold one block at a time: after the move its blocks may live apart.
+            let block_end = ((rel >> self.shift) + 1) << self.shift;
+            if bio
+                .accept_partial((block_end.min(end) - rel) as u32)
+                .is_err()
+            {
+                self.gate.leave(tag);
+                return MapResult::Kill;
+            }
+            self.gate.leave(tag);
+            bio.save_data(0);
+            let mut held = self.gate.held.lock();
+            if self.gate.moving.load(SeqCst) == moving {
+                held.push(bio);
+                self.stats.held_bios.fetch_add(1, Relaxed);
+                return MapResult::Submitted;
+            }
+            drop(held);
+            // The move finished meanwhile: enter again and look again (another move may have
+            // started since).
+            tag = self.gate.enter();
+        };
+        if piece.sectors < bio.sectors() {
+            if bio.accept_partial(piece.sectors).is_err() {
+                self.gate.leave(tag);
+                return MapResult::Kill;
+            }
             self.stats.split_bios.fetch_add(1, Relaxed);
         }
         if piece.dest == Dest::MainPending && bio.is_data_write() {
@@ -562,31 +641,40 @@ impl Target for RemapTarget {
         MapResult::Remapped
     }
 
-    fn end_io(&self, _ti: &TargetRef, bio: &mut Bio, error: u8) -> EndIo {
+    fn end_io(&self, _ti: &TargetRef, bio: &mut Bio, error: BlkStatus) -> EndIo {
         let data = bio.data();
         let tag = core::mem::take(&mut data.tag);
         let sector = data.sector;
-        let handled = data.flags & BIO_HANDLED != 0;
+        let flags = data.flags;
         self.gate.leave(tag);
-        if error == 0 || handled {
+        if error.is_ok() || flags & BIO_HANDLED != 0 {
             return EndIo::Done;
         }
         let write = bio.is_write();
+        let on_spare = bio.is_on(&self.spare);
+        let mut ev_flags = 0;
+        if write {
+            ev_flags |= uapi::DMR_EVF_WRITE;
+        }
+        if on_spare {
+            ev_flags |= uapi::DMR_EVF_SPARE;
+        }
+        self.event(uapi::EV_IO_ERROR, sector, u64::from(error.code()), ev_flags);
+        if flags & BIO_FLUSH != 0 {
+            // A failed flush fails the flush: nothing to heal, nothing written.
+            self.stats.flush_errors.fetch_add(1, Relaxed);
+            return EndIo::Done;
+        }
+        if !on_spare && error_class(error) == ErrorClass::PassThrough {
+            self.stats.passthrough_errors.fetch_add(1, Relaxed);
+            return EndIo::Done;
+        }
         let counter = if write {
             &self.stats.write_errors
         } else {
             &self.stats.read_errors
         };
         counter.fetch_add(1, Relaxed);
-        let mut flags = 0;
-        if write {
-            flags |= uapi::DMR_EVF_WRITE;
-        }
-        let on_spare = bio.is_on(&self.spare);
-        if on_spare {
-            flags |= uapi::DMR_EVF_SPARE;
-        }
-        self.event(uapi::EV_IO_ERROR, sector, u64::from(error), flags);
         if on_spare || !(bio.is_read() || bio.is_data_write()) {
             // Errors from the spare, and of discards and write-zeroes, fail the bio.
             return EndIo::Done;
@@ -821,6 +909,8 @@ impl Target for RemapTarget {
                     &s.failed_reads,
                     &s.commits,
                     &s.commit_errors,
+                    &s.passthrough_errors,
+                    &s.flush_errors,
                 ] {
                     c.store(0, Relaxed);
                 }
@@ -855,6 +945,8 @@ impl Target for RemapTarget {
 
 /// `BioData::flags`: the worker ended the bio; its status is final.
 const BIO_HANDLED: u32 = 1;
+/// `BioData::flags`: an empty flush.
+const BIO_FLUSH: u32 = 2;
 
 impl RemapTarget {
     fn route(&self, bio: &mut Bio, rel: Sector, dest: Dest) {
@@ -952,6 +1044,16 @@ impl RemapTarget {
 
     fn block_bytes(&self) -> usize {
         self.opts.block_size as usize
+    }
+
+    /// Bytes of `block` inside the target: a block size, less for a partial last block. Nothing
+    /// past the target's end on main is ever read or written (it may belong to another target).
+    fn block_len(&self, block: u64) -> usize {
+        let inside = self
+            .len
+            .saturating_sub(block << self.shift)
+            .saturating_mul(512);
+        inside.min(self.block_bytes() as u64) as usize
     }
 
     // ---- metadata ---------------------------------------------------------------------------
@@ -1278,7 +1380,8 @@ impl RemapTarget {
             let rel = bio.sector() - self.begin;
             let piece = remap::plan(&IndexLookup(&self.index), rel, bio.sectors(), self.shift);
             if piece.dest == Dest::MainPending && bio.is_data_write() {
-                self.defer(bio);
+                self.deferred.lock().push_held(h);
+                self.worker.kick();
                 continue;
             }
             let tag = self.gate.enter();
@@ -1288,11 +1391,19 @@ impl RemapTarget {
         }
     }
 
-    /// Read `n` blocks of main from `first` on into the copy buffer.
+    /// Read `n` blocks of main from `first` on into the copy buffer. The part of a partial last
+    /// block past the target's end is not read but zeroed.
     fn read_main(&self, m: &mut Meta, first: u64, n: usize) -> Result {
         let bytes = n * self.block_bytes();
+        let inside = self
+            .len
+            .saturating_sub(first << self.shift)
+            .saturating_mul(512);
+        let inside = inside.min(bytes as u64) as usize;
         let buf = m.buf.get_mut(..bytes).ok_or(EINVAL)?;
-        self.main.read(self.main_sector(first), buf)
+        let (head, tail) = buf.split_at_mut(inside);
+        tail.fill(0);
+        self.main.read(self.main_sector(first), head)
     }
 
     /// Read one block of main into the copy buffer, trying `1 + retries` times. Returns
@@ -1417,8 +1528,10 @@ impl RemapTarget {
         let res = (|| -> Result {
             let buf = m.buf.get_mut(..bytes).ok_or(EINVAL)?;
             self.spare.read(self.slot_sector(slot), buf)?;
+            // Only the part inside the target goes back (a partial last block).
+            let inside = buf.get(..self.block_len(block)).ok_or(EINVAL)?;
             self.main
-                .write(self.main_sector(block), buf, WriteMode::Plain)?;
+                .write(self.main_sector(block), inside, WriteMode::Plain)?;
             // The data must be durable on main before the record stops pointing at the slot.
             self.main.flush()?;
             let old = self.index.remove(block);
@@ -1454,45 +1567,45 @@ impl RemapTarget {
 
     // ---- errors -----------------------------------------------------------------------------
 
-    /// Finish a bio taken over from `map` (a write to a pending block) or `end_io` (an error
-    /// on main).
+    /// Finish a bio taken over from `map` (a write to a pending block) or `end_io` (a media
+    /// error on main).
     fn handle(&self, mut h: HeldBio) {
         let bio = h.bio();
-        let rel = bio.data().sector - self.begin;
+        let (sector, orig) = {
+            let d = bio.data();
+            (d.sector, d.error)
+        };
         let bytes = bio.saved_bytes();
-        let orig = bio.data().error;
-        let status = if bytes == 0 || bytes % 512 != 0 {
-            if orig != 0 {
-                orig
-            } else {
-                STS_IOERR
+        let status = match sector.checked_sub(self.begin) {
+            Some(rel) if bytes != 0 && bytes % 512 == 0 => {
+                if bio.is_data_write() {
+                    self.heal_write(bio, rel, bytes, orig)
+                } else {
+                    self.recover_read(bio, rel, bytes)
+                }
             }
-        } else if bio.is_data_write() {
-            self.heal_write(bio, rel, bytes, orig)
-        } else {
-            self.recover_read(bio, rel, bytes)
+            _ if orig.is_ok() => BlkStatus::ioerr(),
+            _ => orig,
         };
         bio.data().flags |= BIO_HANDLED;
         h.end(status);
     }
 
-    /// The blocks a bio covers, in chunks of at most `MOVE_MAX`: calls `f(first, len)`.
-    fn for_each_chunk(&self, rel: u64, bytes: u32, mut f: impl FnMut(u64, u64)) {
+    /// The blocks a bio of `bytes` bytes at sector `rel` covers, as `(first, len)` chunks of at
+    /// most `MOVE_MAX` blocks.
+    fn chunks(&self, rel: u64, bytes: u32) -> impl Iterator<Item = (u64, u64)> {
         let first = rel >> self.shift;
         let last = (rel + u64::from(bytes / 512) - 1) >> self.shift;
-        let mut b = first;
-        while b <= last {
-            let len = (last + 1 - b).min(MOVE_MAX);
-            f(b, len);
-            b += len;
-        }
+        (first..=last)
+            .step_by(MOVE_MAX as usize)
+            .map(move |b| (b, (last + 1 - b).min(MOVE_MAX)))
     }
 
     /// Byte range `(offset in the block, offset in the bio, length)` of `block` covered by a
     /// bio of `bytes` bytes at sector `rel`.
     fn overlap(&self, block: u64, rel: u64, bytes: u32) -> (usize, u32, usize) {
         let bstart = (block << self.shift) * 512;
-        let bend = bstart + self.block_bytes() as u64;
+        let bend = bstart + self.block_len(block) as u64;
         let start = rel * 512;
         let end = start + u64::from(bytes);
         let lo = bstart.max(start);
@@ -1504,81 +1617,60 @@ impl RemapTarget {
         )
     }
 
-    /// A write failed on main (or targets a pending block): write its blocks to fresh spare
-    /// slots, commit, and report success; partial blocks are completed from main.
-    fn heal_write(&self, bio: &mut Bio, rel: u64, bytes: u32, orig: u8) -> u8 {
-        let fail = if orig != 0 { orig } else { STS_IOERR };
-        let mut status = 0;
-        let retries = self.opts.read_retries;
-        let bb = self.block_bytes();
-        self.for_each_chunk(rel, bytes, |first, len| {
+    /// Copy the bio's `n` bytes from byte `ioff` on into the copy buffer at byte `boff`.
+    fn take_from_bio(
+        &self,
+        m: &mut Meta,
+        bio: &mut Bio,
+        boff: usize,
+        ioff: u32,
+        n: usize,
+    ) -> Result {
+        let dst = m.buf.get_mut(boff..boff + n).ok_or(EINVAL)?;
+        bio.copy_out(ioff, dst)
+    }
+
+    /// Write the bio's part of `block` (see [`RemapTarget::overlap`]) to main.
+    fn write_main_part(
+        &self,
+        m: &mut Meta,
+        bio: &mut Bio,
+        block: u64,
+        part: (usize, u32, usize),
+    ) -> Result {
+        let (boff, ioff, n) = part;
+        self.take_from_bio(m, bio, 0, ioff, n)?;
+        let buf = m.buf.get(..n).ok_or(EINVAL)?;
+        self.main.write(
+            self.main_sector(block) + (boff / 512) as u64,
+            buf,
+            WriteMode::Plain,
+        )
+    }
+
+    /// A write failed on main with a media error (or targets a pending block): write its blocks
+    /// to their slots (fresh ones where they have none), commit, and report success; partial
+    /// blocks are completed from main.
+    fn heal_write(&self, bio: &mut Bio, rel: u64, bytes: u32, orig: BlkStatus) -> BlkStatus {
+        let fail = if orig.is_ok() {
+            BlkStatus::ioerr()
+        } else {
+            orig
+        };
+        let mut status = BlkStatus::OK;
+        for (first, len) in self.chunks(rel, bytes) {
             let mut m = self.ctl.lock();
             self.start_move(first, len);
-            let mut rewrote_main = false;
+            let mut wrote_main = false;
             for b in first..first + len {
-                let (boff, ioff, n) = self.overlap(b, rel, bytes);
-                let cur = self.index.get(b).map(Entry::decode);
-                if cur.is_none() && orig != 0 && len > 1 {
-                    // Most blocks of a large failed write are fine: write each to main again and
-                    // move only those that fail again (spare slots are precious).
-                    let again = m.buf.get_mut(..n).ok_or(EINVAL).and_then(|buf| {
-                        bio.copy_out(ioff, buf)?;
-                        self.main.write(
-                            self.main_sector(b) + (boff / 512) as u64,
-                            buf,
-                            WriteMode::Plain,
-                        )
-                    });
-                    if again.is_ok() {
-                        rewrote_main = true;
-                        continue;
-                    }
-                }
-                let r = (|| -> core::result::Result<(), u8> {
-                    let (slot, fresh) = match cur {
-                        Some(Entry::Remapped { slot }) => (slot, false),
-                        _ => (self.alloc_slot(b).ok_or(fail)?, true),
-                    };
-                    let r = (|| -> core::result::Result<(), u8> {
-                        if n < bb {
-                            // Partial block: the rest comes from where the block lives now.
-                            if fresh {
-                                // From main (a pending block may still fail: never invent data).
-                                self.read_main_retrying(&mut m, b, retries)
-                                    .map_err(|_| STS_IOERR)?;
-                            } else {
-                                let buf = m.buf.get_mut(..bb).ok_or(STS_IOERR)?;
-                                self.spare
-                                    .read(self.slot_sector(slot), buf)
-                                    .map_err(|_| STS_IOERR)?;
-                            }
-                        }
-                        let dst = m.buf.get_mut(boff..boff + n).ok_or(STS_IOERR)?;
-                        bio.copy_out(ioff, dst).map_err(|_| STS_IOERR)?;
-                        self.write_slot(&m, 0, slot).map_err(|_| STS_IOERR)?;
-                        if fresh {
-                            self.set_entry(&mut m, b, Entry::Remapped { slot })
-                                .map_err(|_| STS_IOERR)?;
-                        }
-                        Ok(())
-                    })();
-                    if r.is_err() && fresh {
-                        self.free_slot(slot);
-                    }
-                    r
-                })();
-                if let Err(s) = r {
-                    status = s;
-                    if cur.is_none() && s == STS_IOERR {
-                        // A partial write to a block that cannot be read: the block's content is
-                        // unknown now; the next full write heals it.
-                        let _ = self.set_entry(&mut m, b, Entry::Pending);
-                    }
+                match self.heal_block(&mut m, bio, b, rel, bytes, orig, len > 1) {
+                    Ok(on_main) => wrote_main |= on_main,
+                    Err(s) => status = s,
                 }
             }
             // Data written into slots the index already had is made durable by the commit's
             // preflush; without a commit (no new slot) flush the spare, as a FUA write needs.
-            let durable = if rewrote_main {
+            let durable = if wrote_main {
                 self.main.flush()
             } else {
                 Ok(())
@@ -1591,83 +1683,161 @@ impl RemapTarget {
                 }
             });
             if durable.is_err() {
-                status = STS_IOERR;
-            } else if status == 0 {
+                status = BlkStatus::ioerr();
+            } else if status.is_ok() {
                 self.stats.healed_writes.fetch_add(1, Relaxed);
             }
             self.end_move();
-        });
-        if status != 0 && status != fail {
-            return STS_IOERR;
+        }
+        if !status.is_ok() && status != fail {
+            return BlkStatus::ioerr();
         }
         status
     }
 
-    /// A read failed on main: retry each block; recovered blocks that failed go to the spare,
-    /// unreadable ones become pending and fail the read.
-    fn recover_read(&self, bio: &mut Bio, rel: u64, bytes: u32) -> u8 {
-        let mut status = 0;
-        let retries = self.opts.read_retries;
+    /// Heal `block` of a write that failed on main (`orig`) or targets a pending block (`orig`
+    /// is OK). Returns whether the data went to main (then main needs a flush).
+    #[allow(clippy::too_many_arguments)]
+    fn heal_block(
+        &self,
+        m: &mut Meta,
+        bio: &mut Bio,
+        block: u64,
+        rel: u64,
+        bytes: u32,
+        orig: BlkStatus,
+        retry_main: bool,
+    ) -> core::result::Result<bool, BlkStatus> {
+        let fail = if orig.is_ok() {
+            BlkStatus::ioerr()
+        } else {
+            orig
+        };
+        let ioerr = |_| BlkStatus::ioerr();
+        let part = self.overlap(block, rel, bytes);
+        let (boff, ioff, n) = part;
+        let partial = n < self.block_len(block);
+        let cur = self.index.get(block).map(Entry::decode);
+        if let Some(Entry::Remapped { slot }) = cur {
+            // Moved meanwhile: the write goes into its slot.
+            if partial {
+                let buf = m
+                    .buf
+                    .get_mut(..self.block_bytes())
+                    .ok_or(BlkStatus::ioerr())?;
+                self.spare
+                    .read(self.slot_sector(slot), buf)
+                    .map_err(ioerr)?;
+            }
+            self.take_from_bio(m, bio, boff, ioff, n).map_err(ioerr)?;
+            self.write_slot(m, 0, slot).map_err(ioerr)?;
+            return Ok(false);
+        }
+        if cur.is_none() && !orig.is_ok() && retry_main {
+            // Most blocks of a large failed write are fine: write each to main again and move
+            // only those that fail again (spare slots are precious).
+            if self.write_main_part(m, bio, block, part).is_ok() {
+                return Ok(true);
+            }
+        }
+        if partial
+            && self
+                .read_main_retrying(m, block, self.opts.read_retries)
+                .is_err()
+        {
+            // The rest of the block cannot be read, and data is never invented: give the write
+            // to main (a drive reallocates a sector on write). The block is (stays) pending.
+            let r = self.write_main_part(m, bio, block, part);
+            if cur.is_none() {
+                let _ = self.set_entry(m, block, Entry::Pending);
+            }
+            return r.map(|()| true).map_err(|_| fail);
+        }
+        if let Some(rest) = m.buf.get_mut(self.block_len(block)..self.block_bytes()) {
+            // The part of a partial last block past the target's end.
+            rest.fill(0);
+        }
+        let slot = self.alloc_slot(block).ok_or(fail)?;
+        let r = self
+            .take_from_bio(m, bio, boff, ioff, n)
+            .and_then(|()| self.write_slot(m, 0, slot))
+            .and_then(|()| self.set_entry(m, block, Entry::Remapped { slot }));
+        if r.is_err() {
+            self.free_slot(slot);
+            if cur.is_none() {
+                // A write failed on main and on the spare: the block's content is unknown now;
+                // the next full write heals it.
+                let _ = self.set_entry(m, block, Entry::Pending);
+            }
+            return Err(BlkStatus::ioerr());
+        }
+        Ok(false)
+    }
+
+    /// A read failed on main with a media error: retry each block; recovered blocks that failed
+    /// go to the spare, unreadable ones become pending and fail the read.
+    fn recover_read(&self, bio: &mut Bio, rel: u64, bytes: u32) -> BlkStatus {
+        let mut status = BlkStatus::OK;
         let single = (rel >> self.shift) == ((rel + u64::from(bytes / 512) - 1) >> self.shift);
-        self.for_each_chunk(rel, bytes, |first, len| {
+        for (first, len) in self.chunks(rel, bytes) {
             let mut m = self.ctl.lock();
             self.start_move(first, len);
             for b in first..first + len {
-                let (boff, ioff, n) = self.overlap(b, rel, bytes);
-                let cur = self.index.get(b).map(Entry::decode);
-                let got = match cur {
-                    Some(Entry::Remapped { slot }) => {
-                        // Moved meanwhile: read it from its slot.
-                        let bb = self.block_bytes();
-                        match m.buf.get_mut(..bb) {
-                            Some(buf) => {
-                                self.spare.read(self.slot_sector(slot), buf).map(|()| false)
-                            }
-                            None => Err(EINVAL),
-                        }
-                    }
-                    // A single-block read failed as a whole: its block did fail once.
-                    _ => self
-                        .read_main_retrying(&mut m, b, retries)
-                        .map(|f| f || (single && retries > 0)),
-                };
-                match got {
-                    Ok(failed_before) => {
-                        let r = m
-                            .buf
-                            .get(boff..boff + n)
-                            .ok_or(EINVAL)
-                            .and_then(|src| bio.copy_in(ioff, src));
-                        if r.is_err() {
-                            status = STS_IOERR;
-                            continue;
-                        }
-                        if failed_before || matches!(cur, Some(Entry::Pending)) {
-                            // Save the recovered data while it can still be read.
-                            self.stats.recovered_reads.fetch_add(1, Relaxed);
-                            if let Some(slot) = self.alloc_slot(b) {
-                                let r = self.write_slot(&m, 0, slot).and_then(|()| {
-                                    self.set_entry(&mut m, b, Entry::Remapped { slot })
-                                });
-                                if r.is_err() {
-                                    self.free_slot(slot);
-                                }
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        status = STS_IOERR;
-                        self.stats.failed_reads.fetch_add(1, Relaxed);
-                        if cur.is_none() {
-                            let _ = self.set_entry(&mut m, b, Entry::Pending);
-                        }
-                    }
+                if let Err(s) = self.recover_block(&mut m, bio, b, rel, bytes, single) {
+                    status = s;
                 }
             }
             let _ = self.commit_changes(&mut m);
             self.end_move();
-        });
+        }
         status
+    }
+
+    /// Read `block` of a failed read again (from its slot if it moved meanwhile) into the bio;
+    /// move it to a slot if it failed before, mark it pending if it stays unreadable.
+    fn recover_block(
+        &self,
+        m: &mut Meta,
+        bio: &mut Bio,
+        block: u64,
+        rel: u64,
+        bytes: u32,
+        single: bool,
+    ) -> core::result::Result<(), BlkStatus> {
+        let (boff, ioff, n) = self.overlap(block, rel, bytes);
+        let cur = self.index.get(block).map(Entry::decode);
+        let got = match cur {
+            Some(Entry::Remapped { slot }) => match m.buf.get_mut(..self.block_bytes()) {
+                Some(buf) => self.spare.read(self.slot_sector(slot), buf).map(|()| false),
+                None => Err(EINVAL),
+            },
+            // A single-block read failed as a whole: its block did fail once.
+            _ => self
+                .read_main_retrying(m, block, self.opts.read_retries)
+                .map(|f| f || (single && self.opts.read_retries > 0)),
+        };
+        let Ok(failed_before) = got else {
+            self.stats.failed_reads.fetch_add(1, Relaxed);
+            if cur.is_none() {
+                let _ = self.set_entry(m, block, Entry::Pending);
+            }
+            return Err(BlkStatus::ioerr());
+        };
+        let src = m.buf.get(boff..boff + n).ok_or(BlkStatus::ioerr())?;
+        bio.copy_in(ioff, src).map_err(|_| BlkStatus::ioerr())?;
+        if failed_before || matches!(cur, Some(Entry::Pending)) {
+            // Save the recovered data while it can still be read.
+            self.stats.recovered_reads.fetch_add(1, Relaxed);
+            if let Some(slot) = self.alloc_slot(block) {
+                let r = self
+                    .write_slot(m, 0, slot)
+                    .and_then(|()| self.set_entry(m, block, Entry::Remapped { slot }));
+                if r.is_err() {
+                    self.free_slot(slot);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn list(&self, ti: &TargetRef, from: u64, max: u64, out: &mut Emitter<'_>) {
@@ -1711,12 +1881,14 @@ impl RemapTarget {
         );
         let _ = write!(
             out,
-            "commit_errors={}\ncommits={}\nfailed_reads={}\nhealed_writes={}\nmetadata_seq={}\nrecovered_reads={}\n",
+            "commit_errors={}\ncommits={}\nfailed_reads={}\nflush_errors={}\nhealed_writes={}\nmetadata_seq={}\npassthrough_errors={}\nrecovered_reads={}\n",
             s.commit_errors.load(Relaxed),
             s.commits.load(Relaxed),
             s.failed_reads.load(Relaxed),
+            s.flush_errors.load(Relaxed),
             s.healed_writes.load(Relaxed),
             self.seq.load(Relaxed),
+            s.passthrough_errors.load(Relaxed),
             s.recovered_reads.load(Relaxed),
         );
     }

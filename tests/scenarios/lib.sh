@@ -92,3 +92,15 @@ host_do() {
 		esac
 	done
 }
+# now_ms: milliseconds since boot (10 ms resolution), for latency bounds.
+now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+# timed_ms BOUND_MS DESCRIPTION CMD...: run CMD (it must succeed) and fail if it took BOUND_MS or
+# more; prints the time taken.
+timed_ms() {
+	_bound=$1 _desc=$2; shift 2
+	_t0=$(now_ms)
+	check "$_desc" "$@"
+	_ms=$(( $(now_ms) - _t0 ))
+	info "$_desc: ${_ms} ms (bound ${_bound} ms)"
+	[ "$_ms" -lt "$_bound" ] || fail "$_desc took ${_ms} ms (bound ${_bound} ms)"
+}

@@ -11,7 +11,7 @@ out=${1:?usage: mkinitramfs.sh OUT.cpio [HOST_FILE=GUEST_PATH ...]}; shift
 BINS=(
 	/usr/sbin/dmsetup /usr/bin/fio /usr/sbin/nvme
 	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/dumpe2fs
-	/usr/bin/dd /usr/bin/taskset /usr/bin/ionice /usr/sbin/blockdev
+	/usr/bin/dd /usr/bin/taskset /usr/bin/ionice /usr/sbin/blockdev /usr/sbin/blkdiscard
 )
 
 copy_bin() { # ROOT SRC DST: copy a binary and the shared libraries it needs

@@ -25,6 +25,9 @@ answer again without running the command twice. Commands (over QMP):
                                          of the drive touching 512-byte <sector> fails with EIO: a
                                          blkdebug node is put between the drive's raw and file
                                          nodes (blockdev-reopen)
+    fault <drive> flush <count>          the next <count> flushes of the drive fail with EIO (a
+                                         count, not "every": blockdev-reopen flushes the drive, so
+                                         clear-faults needs the flush rules used up first)
     faults <drive> read|write <first> <step> <count>
                                          `fault` at sectors first, first + step, ... (count of them)
     clear-faults <drive>                 remove the drive's injected faults
@@ -79,6 +82,12 @@ PROFILES = {
         ("virtio", "vspare1", 256, ""),
     ],
     "nvme10": _nvme10(),
+    # The default layout with a 4Kn main (4096-byte logical and physical blocks).
+    "nvme4k": [
+        ("nvme", "nvme0", 1024, "serial=DMRMAIN0,logical_block_size=4096,physical_block_size=4096"),
+        ("virtio", "vspare0", 1024, ""),
+        ("virtio", "vspare1", 256, ""),
+    ],
 }
 
 TIMEOUT = object()
@@ -262,6 +271,13 @@ class VM:
                         and args[3:] in ([], ["once"]):
                     self.add_fault(args[0], args[1], int(args[2]), args[3:] == ["once"])
                     answer = "ok"
+                elif command == "fault" and len(args) == 3 and args[1] == "flush":
+                    count = int(args[2])
+                    if count < 1 or count > 4096:
+                        raise ValueError("fault flush: count 1..4096")
+                    rules = [("flush", None, True)] * count
+                    self.set_faults(args[0], self.faults.get(args[0], []) + rules)
+                    answer = "ok"
                 elif command == "faults" and len(args) == 5 and args[1] in ("read", "write"):
                     first, step, count = (int(a) for a in args[2:])
                     if count < 1 or count > 4096 or step < 1:
@@ -288,7 +304,7 @@ class VM:
 
     def add_fault(self, drive, kind, sector, once=False):
         """Make every (or only the next) `kind` request touching 512-byte `sector` of `drive`
-        fail with EIO."""
+        fail with EIO (`flush`: the next flush, `sector` is None)."""
         rules = self.faults.get(drive, []) + [(kind, sector, once)]
         self.set_faults(drive, rules)
 
@@ -301,6 +317,8 @@ class VM:
             self.qmp("blockdev-add", {
                 "driver": "blkdebug", "node-name": node, "image": f"{drive}-file",
                 "inject-error": [
+                    {"event": "none", "iotype": "flush", "errno": 5, "once": once}
+                    if kind == "flush" else
                     {"event": f"{kind}_aio", "errno": 5, "sector": sector, "once": once}
                     for kind, sector, once in rules
                 ],
