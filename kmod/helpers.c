@@ -192,6 +192,11 @@ dev_t dmr_target_devt(struct dm_target *ti)
 	return disk_devt(dm_disk(dm_table_get_md(ti->table)));
 }
 
+void dmr_target_md_name(struct dm_target *ti, char *buf, unsigned int len)
+{
+	strscpy(buf, dm_device_name(dm_table_get_md(ti->table)), len);
+}
+
 bool dmr_bio_dev_is(const struct bio *bio, const struct dm_dev *dev)
 {
 	return bio->bi_bdev == dev->bdev;

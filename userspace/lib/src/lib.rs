@@ -2,5 +2,6 @@
 
 pub mod control;
 pub mod dm;
+pub mod ident;
 pub mod nvme;
 pub mod tune;
