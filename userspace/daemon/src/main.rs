@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dmremap_lib::tune;
 use dmremapd::backends::{mark_error_log, ControlEvents, DmMarker, ScraperProbe};
 use dmremapd::config::Config;
@@ -57,6 +57,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
+mod gen;
+
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
@@ -85,6 +87,17 @@ enum Cmd {
     },
     /// Print the default configuration as TOML.
     PrintDefaultConfig,
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff, section 8), or write one page per command into a directory.
+    Manpage {
+        /// Write dmremapd.8, dmremapd-scrub.8, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// TEST ONLY: treat FILE as controller CONTROLLER's NVMe Error Information log (raw 64-byte
     /// entries, as `nvme error-log -b` writes them) and map its media errors onto the remap
     /// devices on that controller's namespaces, then mark them pending (the daemon does the same
@@ -217,6 +230,8 @@ fn main() -> ExitCode {
             file,
             dry_run,
         }) => inject_error_log(&controller, &file, dry_run),
+        Some(Cmd::Completions { shell }) => gen::completions(Cli::command(), shell),
+        Some(Cmd::Manpage { dir }) => gen::manpage(Cli::command(), dir.as_deref()),
         Some(Cmd::PrintDefaultConfig) => {
             print!("{}", Config::default_toml());
             ExitCode::SUCCESS
@@ -400,12 +415,17 @@ fn run_daemon(config: Option<PathBuf>) -> ExitCode {
         )));
     }
     if cfg.sources.nvme.enabled {
-        backends.nvme_probe = Some(Box::new(ScraperProbe::new(
+        let mut probe = ScraperProbe::new(
             std::path::Path::new("/sys"),
             std::path::Path::new("/dev"),
             Some(DmMarker::new()),
-        )));
+        );
+        if !cfg.sources.nvme.error_log_state.is_empty() {
+            probe = probe.with_state(PathBuf::from(&cfg.sources.nvme.error_log_state));
+        }
+        backends.nvme_probe = Some(Box::new(probe));
     }
+    backends.device_status = Some(Box::new(dmremapd::field::DmDeviceStatus::new()));
     if cfg.scrub.enabled {
         backends.pending_marker = Some(Box::new(DmMarker::new()));
     }
