@@ -1159,10 +1159,17 @@ pub fn decode_superblock(
     // Version 1 kept a 64-byte identity at 0x040 and had no name; version 2 keeps 0x040 zero.
     let (id, name, target, reserved) = if version == 1 {
         let mut id = [0u8; MAIN_ID_LEN];
-        put_bytes(&mut id, 0, &get_array::<MAIN_ID_V1_LEN>(b, L::SB_MAIN_ID_V1));
+        put_bytes(
+            &mut id,
+            0,
+            &get_array::<MAIN_ID_V1_LEN>(b, L::SB_MAIN_ID_V1),
+        );
         (id, [0u8; NAME_LEN], (0, 0), L::SB_RESERVED_V1)
     } else {
-        if !all_zero(b.get(L::SB_MAIN_ID_V1..L::SB_MAIN_ID_V1 + MAIN_ID_V1_LEN).unwrap_or(&[])) {
+        if !all_zero(
+            b.get(L::SB_MAIN_ID_V1..L::SB_MAIN_ID_V1 + MAIN_ID_V1_LEN)
+                .unwrap_or(&[]),
+        ) {
             return Err(bad(Field::Reserved));
         }
         (
@@ -2237,7 +2244,9 @@ mod tests {
     /// bytes), no name, everything from 0x0e0 zero.
     fn to_v1(b: &mut [u8]) {
         let id: [u8; MAIN_ID_V1_LEN] = get_array(b, L::SB_MAIN_ID);
-        assert!(b[L::SB_MAIN_ID + MAIN_ID_V1_LEN..L::SB_NAME].iter().all(|&x| x == 0));
+        assert!(b[L::SB_MAIN_ID + MAIN_ID_V1_LEN..L::SB_NAME]
+            .iter()
+            .all(|&x| x == 0));
         b[L::SB_MAIN_ID_V1..L::SB_MAIN_ID_V1 + MAIN_ID_V1_LEN].copy_from_slice(&id);
         b[L::SB_RESERVED_V1..MD_BLOCK_SIZE].fill(0);
         put_u32(b, L::SB_VERSION, 1);
@@ -2271,7 +2280,9 @@ mod tests {
         seal(&mut bad);
         assert_eq!(
             decode_superblock(&bad, CopyId::A, 64),
-            Err(CopyError::Superblock { field: Field::Reserved })
+            Err(CopyError::Superblock {
+                field: Field::Reserved
+            })
         );
         // Version 2 with bytes in the old identity field: refused.
         let mut v2 = vec![0u8; MD_BLOCK_SIZE];
@@ -2280,7 +2291,9 @@ mod tests {
         seal(&mut v2);
         assert_eq!(
             decode_superblock(&v2, CopyId::A, 64),
-            Err(CopyError::Superblock { field: Field::Reserved })
+            Err(CopyError::Superblock {
+                field: Field::Reserved
+            })
         );
         // Versions outside 1..=2: refused.
         for v in [0, 3, 0xffff_ffff] {
@@ -2289,7 +2302,9 @@ mod tests {
             seal(&mut x);
             assert_eq!(
                 decode_superblock(&x, CopyId::A, 64),
-                Err(CopyError::Superblock { field: Field::Version }),
+                Err(CopyError::Superblock {
+                    field: Field::Version
+                }),
                 "version {v}"
             );
         }
@@ -2323,7 +2338,11 @@ mod tests {
             main_id_v1: Some(b"nvme1n1"),
             ..Expect::default()
         };
-        assert_eq!(renamed.check(&set, 2), Ok(()), "kernel name not part of v2 identity");
+        assert_eq!(
+            renamed.check(&set, 2),
+            Ok(()),
+            "kernel name not part of v2 identity"
+        );
         assert_eq!(renamed.check(&set, 1), Err(Field::MainId));
     }
 
@@ -2354,7 +2373,10 @@ mod tests {
         };
         assert!(matches!(
             load_img(&img, &wrong),
-            Err(LoadError::Mismatch { field: Field::MainId, .. })
+            Err(LoadError::Mismatch {
+                field: Field::MainId,
+                ..
+            })
         ));
         // Migration: the next commit writes version 2 with the stable identity over copy A;
         // it wins, and the old copy B is reported as belonging to another set (rewritten later).
@@ -2363,7 +2385,10 @@ mod tests {
         set2.name = SetInfo::name_from(b"r0").unwrap();
         commit(&mut img, &set2, l.commit_target(), l.next_seq, &recs);
         let (l2, got2, _) = load_img(&img, &e).unwrap();
-        assert_eq!((l2.sb.version, l2.sb.seq, l2.winner), (VERSION, 3, CopyId::A));
+        assert_eq!(
+            (l2.sb.version, l2.sb.seq, l2.winner),
+            (VERSION, 3, CopyId::A)
+        );
         assert_eq!(l2.sb.set.main.id_bytes(), b"stable-id");
         assert_eq!(l2.sb.set.name_bytes(), b"r0");
         assert_eq!(l2.other, CopyStatus::Bad(CopyError::OtherSet));

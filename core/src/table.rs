@@ -310,14 +310,18 @@ mod tests {
 
     #[test]
     fn main_id_parses_and_emits() {
-        let t = parse("/dev/a 0 /dev/b 2 main_id:nvme-eui.0025385b71b2c3d4 block_size:8192").unwrap();
+        let t =
+            parse("/dev/a 0 /dev/b 2 main_id:nvme-eui.0025385b71b2c3d4 block_size:8192").unwrap();
         assert_eq!(t.options.main_id(), Some(&b"nvme-eui.0025385b71b2c3d4"[..]));
         assert_eq!(t.options.count_given(), 2);
         let mut s = [0u8; 128];
         let mut w = Buf { b: &mut s, n: 0 };
         t.options.emit(&mut w).unwrap();
         let n = w.n;
-        assert_eq!(&s[..n], &b" 2 block_size:8192 main_id:nvme-eui.0025385b71b2c3d4"[..]);
+        assert_eq!(
+            &s[..n],
+            &b" 2 block_size:8192 main_id:nvme-eui.0025385b71b2c3d4"[..]
+        );
         // Longest accepted, one longer refused, control and non-ASCII bytes refused.
         let long = [b'x'; MAX_MAIN_ID_LEN + 1];
         let mut opt = [0u8; 8 + MAX_MAIN_ID_LEN + 1];
@@ -325,13 +329,25 @@ mod tests {
         opt[8..].copy_from_slice(&long);
         let args = |o: &'static [u8]| [&b"/dev/a"[..], b"0", b"/dev/b", b"1", o];
         let ok = parse_args([&b"/dev/a"[..], b"0", b"/dev/b", b"1", &opt[..opt.len() - 1]]);
-        assert_eq!(ok.unwrap().options.main_id().map(|i| i.len()), Some(MAX_MAIN_ID_LEN));
+        assert_eq!(
+            ok.unwrap().options.main_id().map(|i| i.len()),
+            Some(MAX_MAIN_ID_LEN)
+        );
         assert_eq!(
             parse_args([&b"/dev/a"[..], b"0", b"/dev/b", b"1", &opt[..]]),
             Err(TableError::BadMainId)
         );
-        for bad in [&b"main_id:a\x01b"[..], b"main_id:caf\xc3\xa9", b"main_id:a\tb"] {
-            assert_eq!(parse_args(args(bad)), Err(TableError::BadMainId), "{:?}", bad);
+        for bad in [
+            &b"main_id:a\x01b"[..],
+            b"main_id:caf\xc3\xa9",
+            b"main_id:a\tb",
+        ] {
+            assert_eq!(
+                parse_args(args(bad)),
+                Err(TableError::BadMainId),
+                "{:?}",
+                bad
+            );
         }
     }
 

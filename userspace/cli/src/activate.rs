@@ -74,9 +74,16 @@ pub fn read_set(dev: &BlockDevice) -> Option<Superblock> {
         return None;
     }
     let mut bits = vec![0u64; p.bitmap_words().max(words_for(1))];
-    load(&mut r, dev.sectors, &Expect::default(), &mut buf, &mut bits, |_, _| Ok(()))
-        .ok()
-        .map(|l| l.sb)
+    load(
+        &mut r,
+        dev.sectors,
+        &Expect::default(),
+        &mut buf,
+        &mut bits,
+        |_, _| Ok(()),
+    )
+    .ok()
+    .map(|l| l.sb)
 }
 
 /// Put `id` into `opts` as the table's `main_id`.
@@ -95,9 +102,9 @@ pub fn set_main_id(opts: &mut Options, id: &str) -> Result<(), String> {
 pub fn main_id_for(main: &BlockDevice, given: Option<&str>) -> Result<String, CliError> {
     match given {
         Some(id) => Ok(id.to_string()),
-        None => ident::stable_id(main.dev).map(|s| s.id).map_err(|e| {
-            CliError::usage(format!("{}: {e}", main.path.display()))
-        }),
+        None => ident::stable_id(main.dev)
+            .map(|s| s.id)
+            .map_err(|e| CliError::usage(format!("{}: {e}", main.path.display()))),
     }
 }
 
@@ -176,8 +183,8 @@ fn find_main(f: &Found) -> Result<BlockDevice, String> {
 /// The table segment of one spare.
 fn segment(f: &Found, main: &BlockDevice) -> Result<RemapSegment, String> {
     let set = &f.sb.set;
-    let mut opts = dm::options(Some(u64::from(set.geometry.block_size)), None)
-        .map_err(|e| e.to_string())?;
+    let mut opts =
+        dm::options(Some(u64::from(set.geometry.block_size)), None).map_err(|e| e.to_string())?;
     let id = if f.sb.version == 1 {
         // The kernel migrates the spare to the stable identity on this load.
         ident::stable_id(main.dev).map_err(|e| e.to_string())?.id
@@ -186,8 +193,15 @@ fn segment(f: &Found, main: &BlockDevice) -> Result<RemapSegment, String> {
     };
     set_main_id(&mut opts, &id)?;
     let length = (set.target_len > 0).then_some(set.target_len);
-    dm::plan_segment(set.target_begin, main, &f.spare, set.main.offset, length, opts)
-        .map_err(|e| e.to_string())
+    dm::plan_segment(
+        set.target_begin,
+        main,
+        &f.spare,
+        set.main.offset,
+        length,
+        opts,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Block devices that may hold a spare (size > 0), as /dev paths.
@@ -258,7 +272,10 @@ pub fn activate(a: &ActivateArgs, json: bool) -> Result<(), CliError> {
             result: "activated",
             error: None,
         };
-        if live.iter().any(|u| sets.iter().any(|f| *u == dm_uuid(&f.sb.set.uuid))) {
+        if live
+            .iter()
+            .any(|u| sets.iter().any(|f| *u == dm_uuid(&f.sb.set.uuid)))
+        {
             o.result = "already_active";
             outcomes.push(o);
             continue;
@@ -293,11 +310,20 @@ pub fn activate(a: &ActivateArgs, json: bool) -> Result<(), CliError> {
             let spares: Vec<String> = o.spares.iter().map(|p| p.display().to_string()).collect();
             match &o.error {
                 Some(e) => eprintln!("dmremap: {}: not activated: {e}", o.name),
-                None => println!("{}: {} ({}, spare {})", o.name, o.result, o.uuid, spares.join(", ")),
+                None => println!(
+                    "{}: {} ({}, spare {})",
+                    o.name,
+                    o.result,
+                    o.uuid,
+                    spares.join(", ")
+                ),
             }
         }
     }
-    match (failed, (a.spare.is_some() || a.uuid.is_some()) && outcomes.is_empty()) {
+    match (
+        failed,
+        (a.spare.is_some() || a.uuid.is_some()) && outcomes.is_empty(),
+    ) {
         (0, false) => Ok(()),
         (0, true) => Err(CliError::new(Kind::NoDevice, "no remap set found")),
         (n, _) => Err(CliError::failed(format!("{n} set(s) not activated"))),
@@ -330,7 +356,10 @@ pub fn udev_scan(devnode: &Path) -> Result<(), CliError> {
     let Ok(id) = ident::stable_id(dev.dev) else {
         return Ok(());
     };
-    let kname = dev.path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let kname = dev
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let Ok(want) = std::fs::read_to_string(e.path()) else {
             continue;

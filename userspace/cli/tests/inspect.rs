@@ -371,7 +371,10 @@ fn header_structs_match_the_codec() {
     assert_eq!(u32_at(offset_of!(sb, block_size)), 4096);
     assert_eq!(&img[offset_of!(sb, uuid)..offset_of!(sb, uuid) + 16], &UUID);
     assert_eq!(u32_at(offset_of!(sb, version)), 2);
-    assert_eq!(&img[offset_of!(sb, main_id)..offset_of!(sb, main_id) + 12], b"QM00001-test");
+    assert_eq!(
+        &img[offset_of!(sb, main_id)..offset_of!(sb, main_id) + 12],
+        b"QM00001-test"
+    );
     let r0 = 8 * 512 + offset_of!(rb, records);
     assert_eq!(u64_at(r0 + offset_of!(dmr_md_record, block)), 7);
     assert_eq!(u64_at(r0 + offset_of!(dmr_md_record, state_slot)), 1 << 56);

@@ -167,8 +167,9 @@ impl ControlEvents {
         // SAFETY: eventfd(2) with valid flags; the result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         // SAFETY: `fd` is a new descriptor owned by nobody else.
-        let wake = (fd >= 0)
-            .then(|| Arc::new(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }));
+        let wake = (fd >= 0).then(|| {
+            Arc::new(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+        });
         ControlEvents {
             path: path.to_path_buf(),
             ctl: None,
@@ -190,7 +191,10 @@ impl ControlEvents {
         if self.seeked != Some(next) {
             // poll() reports EPOLLIN while read() from the file's cursor has a record: keep
             // that cursor at the next event this reader wants.
-            match self.ctl()?.seek_events(dmremap_lib::control::Seek::Seq(next)) {
+            match self
+                .ctl()?
+                .seek_events(dmremap_lib::control::Seek::Seq(next))
+            {
                 Ok(_) => self.seeked = Some(next),
                 Err(e) => {
                     log::debug!("kernel events: cannot move the read cursor to {next}: {e}");
@@ -683,7 +687,11 @@ pub fn save_error_log_state(path: &Path, seen: &HashMap<String, u64>) -> io::Res
     let sorted: std::collections::BTreeMap<&String, &u64> = seen.iter().collect();
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(serde_json::to_string_pretty(&sorted).map_err(other)?.as_bytes())?;
+    f.write_all(
+        serde_json::to_string_pretty(&sorted)
+            .map_err(other)?
+            .as_bytes(),
+    )?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
@@ -813,7 +821,10 @@ impl HealthProbe for ScraperProbe {
                 if max > seen {
                     if let Some(p) = &self.state {
                         if let Err(e) = save_error_log_state(p, &self.seen_errors) {
-                            log::warn!("nvme: cannot keep error-log positions in {}: {e}", p.display());
+                            log::warn!(
+                                "nvme: cannot keep error-log positions in {}: {e}",
+                                p.display()
+                            );
                         }
                     }
                 }
@@ -1126,6 +1137,9 @@ mod tests {
         save_error_log_state(&state, &m).unwrap();
         assert_eq!(load_error_log_state(&state), m);
         std::fs::write(&state, "not json").unwrap();
-        assert!(load_error_log_state(&state).is_empty(), "a damaged file starts over");
+        assert!(
+            load_error_log_state(&state).is_empty(),
+            "a damaged file starts over"
+        );
     }
 }

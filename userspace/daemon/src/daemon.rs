@@ -17,9 +17,9 @@ use crate::event::{EventKind, Phase};
 use crate::http::{self, Handler, HttpServer, Response};
 use crate::kernel::{KernelEvents, KernelSource, SysfsNames};
 use crate::metrics::{self, DaemonCollector, DaemonCounters, EventMetrics, PromSink};
+use crate::notify;
 use crate::nvme::{HealthProbe, NvmeSettings, NvmeSource, NvmeStats};
 use crate::pipeline::{Emitter, Pipeline, PipelineStats, Sink, SinkControl};
-use crate::notify;
 use crate::procfs;
 use crate::scrub::{PendingMarker, ScrubOptions};
 use crate::scrubsrc::{ScrubSettings, ScrubSource};
@@ -514,7 +514,11 @@ impl Daemon {
         field!("sources.nvme.enabled", sources.nvme.enabled, false);
         field!("sources.nvme.interval_s", sources.nvme.interval_s, true);
         field!("sources.nvme.devices", sources.nvme.devices, true);
-        field!("sources.kernel.cursor_file", sources.kernel.cursor_file, false);
+        field!(
+            "sources.kernel.cursor_file",
+            sources.kernel.cursor_file,
+            false
+        );
         field!(
             "sources.nvme.error_log_state",
             sources.nvme.error_log_state,

@@ -219,7 +219,8 @@ impl Collector for DeviceCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(1i64).encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
+            ConstGauge::new(1i64)
+                .encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
         }
         let segs = match self.status.segments() {
             Ok(s) => s,
@@ -305,7 +306,8 @@ impl Collector for DeviceCollector {
             let n = escape_label(n);
             for s in STATES {
                 let v = i64::from(x.state == s);
-                ConstGauge::new(v).encode(m.encode_family(&[("device", n.as_str()), ("state", s)])?)?;
+                ConstGauge::new(v)
+                    .encode(m.encode_family(&[("device", n.as_str()), ("state", s)])?)?;
             }
         }
         Ok(())

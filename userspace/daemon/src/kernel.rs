@@ -166,7 +166,10 @@ impl KernelSource {
     fn resume(&mut self) {
         let Some(p) = &self.cursor_file else { return };
         if let Some(seq) = load_cursor(p).filter(|&s| s >= 1) {
-            log::info!("kernel events: resuming at sequence number {seq} ({})", p.display());
+            log::info!(
+                "kernel events: resuming at sequence number {seq} ({})",
+                p.display()
+            );
             self.reader.start_at(seq);
             self.last_seq = Some(seq - 1);
             self.saved = Some(seq);
@@ -184,7 +187,10 @@ impl KernelSource {
             Ok(()) => self.saved = Some(c),
             Err(e) => {
                 if !self.cursor_warned {
-                    log::warn!("kernel events: cannot keep the cursor in {}: {e}", p.display());
+                    log::warn!(
+                        "kernel events: cannot keep the cursor in {}: {e}",
+                        p.display()
+                    );
                     self.cursor_warned = true;
                 }
             }
@@ -419,7 +425,10 @@ mod tests {
             }
             self.at = Some(at);
             // Idle: a wakeable reader is called without a timeout.
-            assert!(timeout >= Duration::from_secs(60), "idle wait of {timeout:?}");
+            assert!(
+                timeout >= Duration::from_secs(60),
+                "idle wait of {timeout:?}"
+            );
             let t = Instant::now();
             while !self.woken.load(std::sync::atomic::Ordering::SeqCst)
                 && t.elapsed() < Duration::from_secs(10)
@@ -430,7 +439,9 @@ mod tests {
         }
         fn waker(&self) -> Option<crate::source::StopHook> {
             let w = self.woken.clone();
-            Some(Arc::new(move || w.store(true, std::sync::atomic::Ordering::SeqCst)))
+            Some(Arc::new(move || {
+                w.store(true, std::sync::atomic::Ordering::SeqCst)
+            }))
         }
         fn start_at(&mut self, seq: u64) {
             self.at = Some(seq);

@@ -13,7 +13,9 @@ use common::free_port;
 
 fn recv(sock: &UnixDatagram) -> String {
     let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).expect("a notification within the timeout");
+    let n = sock
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
@@ -22,7 +24,8 @@ fn ready_reload_rejected_reload_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let cfg = dir.path().join("dmremapd.toml");
     let port = free_port();
     let good = |level: &str| {
@@ -68,14 +71,20 @@ fn ready_reload_rejected_reload_and_stopping() {
     assert!(recv(&sock).contains("RELOADING=1"));
     let r = recv(&sock);
     assert!(r.lines().any(|l| l == "READY=1"), "{r}");
-    assert!(r.lines().any(|l| l == format!("ERRNO={}", libc::EINVAL)), "{r}");
+    assert!(
+        r.lines().any(|l| l == format!("ERRNO={}", libc::EINVAL)),
+        "{r}"
+    );
     assert!(
         r.contains("STATUS=running the previous configuration; reload rejected")
             && r.contains("queue.capacity"),
         "{r}"
     );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(dmremapd::http::get(addr, "/metrics").is_ok(), "still serving");
+    assert!(
+        dmremapd::http::get(addr, "/metrics").is_ok(),
+        "still serving"
+    );
 
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -197,10 +197,22 @@ fn counters_gauges_and_pipeline_figures() {
         x.get("dmremapd_spare_total_blocks", &[("device", "dm-0")]),
         Some(100.0)
     );
-    assert_eq!(x.get("dmremapd_remapped_blocks", &[("device", "dm-0")]), Some(11.0));
-    assert_eq!(x.get("dmremapd_pending_blocks", &[("device", "dm-0")]), Some(3.0));
-    assert_eq!(x.get("dmremapd_read_errors_total", &[("device", "dm-0")]), Some(4.0));
-    assert_eq!(x.get("dmremapd_write_errors_total", &[("device", "dm-0")]), Some(5.0));
+    assert_eq!(
+        x.get("dmremapd_remapped_blocks", &[("device", "dm-0")]),
+        Some(11.0)
+    );
+    assert_eq!(
+        x.get("dmremapd_pending_blocks", &[("device", "dm-0")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        x.get("dmremapd_read_errors_total", &[("device", "dm-0")]),
+        Some(4.0)
+    );
+    assert_eq!(
+        x.get("dmremapd_write_errors_total", &[("device", "dm-0")]),
+        Some(5.0)
+    );
     assert_eq!(
         x.get(
             "dmremapd_device_state",
@@ -211,7 +223,12 @@ fn counters_gauges_and_pipeline_figures() {
     assert_eq!(
         x.get(
             "dmremapd_device_info",
-            &[("dm", "dm-0"), ("main", "nvme3n1"), ("spare", "vdb"), ("controller", "nvme3")]
+            &[
+                ("dm", "dm-0"),
+                ("main", "nvme3n1"),
+                ("spare", "vdb"),
+                ("controller", "nvme3")
+            ]
         ),
         Some(1.0)
     );

@@ -46,7 +46,9 @@ pub enum IdError {
          device/serial are all missing or empty); give one with --main-id"
     )]
     None(String),
-    #[error("{dev}: identity {id:?} from {attr} is not usable (1 to 256 printable ASCII characters)")]
+    #[error(
+        "{dev}: identity {id:?} from {attr} is not usable (1 to 256 printable ASCII characters)"
+    )]
     Invalid {
         dev: String,
         id: String,
@@ -185,7 +187,13 @@ mod tests {
             0,
             &[("wwid", "eui.0025385b71b2c3d4\n"), ("serial", "IGNORED")],
         );
-        s.dev("nvme/nvme0/nvme0n1/nvme0n1p2", "nvme0n1p2", 259, 2, &[("partition", "2\n")]);
+        s.dev(
+            "nvme/nvme0/nvme0n1/nvme0n1p2",
+            "nvme0n1p2",
+            259,
+            2,
+            &[("partition", "2\n")],
+        );
         // SCSI disk with a t10 id full of spaces.
         s.dev(
             "scsi/sda",
@@ -198,10 +206,19 @@ mod tests {
         s.dev("virtio/vda", "vda", 253, 0, &[("serial", "DISK-7\n")]);
         s.dev("virtio/vdb", "vdb", 253, 16, &[("serial", "\n")]);
         // A device-mapper device.
-        s.dev("virtual/dm-0", "dm-0", 252, 0, &[("dm/uuid", "LVM-abc\n"), ("serial", "x")]);
+        s.dev(
+            "virtual/dm-0",
+            "dm-0",
+            252,
+            0,
+            &[("dm/uuid", "LVM-abc\n"), ("serial", "x")],
+        );
         let id = |ma, mi| s.id(ma, mi).map(|x| (x.id, x.source));
         assert_eq!(id(259, 0), Ok(("eui.0025385b71b2c3d4".into(), "wwid")));
-        assert_eq!(id(259, 2), Ok(("eui.0025385b71b2c3d4-part2".into(), "wwid")));
+        assert_eq!(
+            id(259, 2),
+            Ok(("eui.0025385b71b2c3d4-part2".into(), "wwid"))
+        );
         assert_eq!(
             id(8, 0),
             Ok(("t10.ATA_QEMU_HARDDISK_QM00001".into(), "device/wwid"))
@@ -211,7 +228,16 @@ mod tests {
         assert_eq!(id(252, 0), Ok(("dm-uuid-LVM-abc".into(), "dm/uuid")));
         assert_eq!(id(1, 1), Err(IdError::NoDevice("1:1".into())));
         let found = find_by_id_at(s.0.path(), "DISK-7");
-        assert_eq!(found, vec![(PathBuf::from("/dev/vda"), DevNo { major: 253, minor: 0 })]);
+        assert_eq!(
+            found,
+            vec![(
+                PathBuf::from("/dev/vda"),
+                DevNo {
+                    major: 253,
+                    minor: 0
+                }
+            )]
+        );
         assert!(find_by_id_at(s.0.path(), "nothing").is_empty());
     }
 
