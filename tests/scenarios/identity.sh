@@ -90,10 +90,11 @@ inspect_has "format version 2"
 inspect_has "main_id \"$ID\""
 inspect_has "name \"remap-5e7a1101\""
 check "deactivate" dmremap deactivate remap-5e7a1101
+dmremap inspect --json "$S" | grep -q '"status": "degraded"' || fail "the version 1 copy is not reported as stale"
 info "after migration: the old copy is rewritten on the next load, both copies are version 2"
 check "activate" dmremap activate "$S"
 check "deactivate" dmremap deactivate remap-5e7a1101
-dmremap inspect --json "$S" | grep -q '"valid": true' || fail "other copy not valid after the rewrite"
+dmremap inspect --json "$S" | grep -q '"status": "valid"' || fail "other copy not valid after the rewrite"
 [ "$(dmremap inspect --json "$S" | grep -c '"version": 2')" -ge 3 ] || fail "not every superblock is version 2"
 dmremap inspect --json "$S" | grep -q '"version": 1' && fail "a version 1 superblock is left"
 info "ok"

@@ -67,7 +67,19 @@ impl SpareRead for Reader {
 
 /// The valid metadata on `dev`, if it holds any (`None`: blank, or not a spare).
 pub fn read_set(dev: &BlockDevice) -> Option<Superblock> {
-    let mut r = Reader(File::open(&dev.path).ok()?);
+    let f = File::open(&dev.path).ok()?;
+    // The kernel writes the metadata with bios, past this device's page cache: drop what an
+    // earlier reader may have left there.
+    // SAFETY: fadvise on a descriptor we own; no memory is passed.
+    unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    let mut r = Reader(f);
     let mut buf = vec![0u8; MD_BLOCK_SIZE];
     let p = probe(&mut r, dev.sectors, &mut buf).ok()?;
     if p.is_blank() {

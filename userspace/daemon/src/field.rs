@@ -91,11 +91,34 @@ pub fn nvme_controller(sys_dev_block: &Path, majmin: &str) -> String {
     } else {
         dir
     };
-    std::fs::canonicalize(disk.join("device"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| n.starts_with("nvme"))
-        .unwrap_or_default()
+    let Ok(dev) = std::fs::canonicalize(disk.join("device")) else {
+        return String::new();
+    };
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let is_ctrl = |n: &str| {
+        n.strip_prefix("nvme")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if is_ctrl(&name) {
+        return name;
+    }
+    // Native NVMe multipath: the namespace hangs off its subsystem, which links its
+    // controllers (`nvme-subsys0/nvme0`, `nvme1`, ...).
+    if name.starts_with("nvme-subsys") {
+        let mut ctrls: Vec<String> = std::fs::read_dir(&dev)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| is_ctrl(n))
+            .collect();
+        ctrls.sort();
+        return ctrls.join(",");
+    }
+    String::new()
 }
 
 impl DeviceStatus for DmDeviceStatus {
@@ -475,6 +498,16 @@ mod tests {
         assert_eq!(nvme_controller(&b, "259:0"), "nvme0");
         assert_eq!(nvme_controller(&b, "259:1"), "nvme0");
         assert_eq!(nvme_controller(&b, "9:9"), "");
+        // Multipath: the namespace's device is the subsystem, which links the controllers.
+        let subsys = d.path().join("devices/virtual/nvme-subsystem/nvme-subsys0");
+        let head = subsys.join("nvme0n2");
+        std::fs::create_dir_all(&head).unwrap();
+        std::os::unix::fs::symlink(&subsys, head.join("device")).unwrap();
+        std::os::unix::fs::symlink(&ctrl, subsys.join("nvme0")).unwrap();
+        std::fs::create_dir_all(subsys.join("power")).unwrap();
+        std::os::unix::fs::symlink(&head, b.join("259:5")).unwrap();
+        assert_eq!(kernel_name(&b, "259:5"), "nvme0n2");
+        assert_eq!(nvme_controller(&b, "259:5"), "nvme0");
     }
 
     #[test]
