@@ -384,3 +384,77 @@ pub fn udev_scan(devnode: &Path) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmremap_core::metadata::{
+        Geometry, MainDevice, SetInfo, Superblock, NAME_LEN, RECORDS_PER_BLOCK, VERSION,
+    };
+
+    fn found(version: u32, name: &[u8]) -> Found {
+        let set = SetInfo {
+            uuid: [
+                0x5e, 0x7a, 0x11, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+            ],
+            main: MainDevice {
+                sectors: 1 << 21,
+                offset: 0,
+                id: MainDevice::id_from(b"eui.0000000000000001").unwrap(),
+            },
+            geometry: Geometry::for_spare(1 << 19, 4096, RECORDS_PER_BLOCK as u64).unwrap(),
+            features_compat: 0,
+            name: SetInfo::name_from(name).unwrap_or([0; NAME_LEN]),
+            target_begin: 0,
+            target_len: 1 << 21,
+        };
+        Found {
+            spare: BlockDevice {
+                path: "/dev/vdb".into(),
+                dev: dm::DevNo {
+                    major: 253,
+                    minor: 16,
+                },
+                sectors: 1 << 19,
+                logical_block_size: 512,
+            },
+            sb: Superblock {
+                copy: dmremap_core::metadata::CopyId::A,
+                version,
+                seq: 3,
+                set,
+                nr_records: 0,
+                nr_remapped: 0,
+                nr_pending: 0,
+                records_crc: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn names_and_uuids() {
+        let f = found(VERSION, b"data0");
+        assert_eq!(f.name(), "data0");
+        assert_eq!(
+            dm_uuid(&f.sb.set.uuid),
+            "REMAP-5e7a11010102030405060708090a0b0c"
+        );
+        dm::check_uuid(&dm_uuid(&f.sb.set.uuid)).unwrap();
+        // Version 1 recorded no name: one is made from the set UUID.
+        assert_eq!(found(1, b"").name(), "remap-5e7a1101");
+    }
+
+    #[test]
+    fn main_id_option() {
+        let mut o = Options::default();
+        set_main_id(&mut o, "eui.0025385b71b2c3d4").unwrap();
+        assert_eq!(o.main_id(), Some(&b"eui.0025385b71b2c3d4"[..]));
+        assert_eq!(o.count_given(), 1);
+        for bad in ["", "has space", "caf\u{e9}", &"x".repeat(257)] {
+            assert!(
+                set_main_id(&mut Options::default(), bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}
