@@ -55,6 +55,8 @@ pub enum Recv {
     Timeout,
     /// No producer is left and the queue is empty.
     Disconnected,
+    /// `wake` of [`Rx::recv_batch_or_wake`] became ready first (nothing was taken from it).
+    Woken,
 }
 
 struct MxInner {
@@ -215,6 +217,41 @@ impl Rx {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Like [`Rx::recv_batch`], but also returns [`Recv::Woken`] as soon as `wake` has a message
+    /// (or is disconnected), without taking it. The mutex queue cannot wait on both; it waits
+    /// at most `tick` instead of `timeout`, so a message on `wake` waits that long.
+    pub fn recv_batch_or_wake<T>(
+        &self,
+        out: &mut Vec<Event>,
+        max: usize,
+        timeout: Duration,
+        tick: Duration,
+        linger: Duration,
+        wake: &crossbeam_channel::Receiver<T>,
+    ) -> Recv {
+        match self {
+            Rx::Crossbeam(r) => {
+                if r.is_empty() {
+                    let mut sel = crossbeam_channel::Select::new();
+                    sel.recv(r);
+                    let woken = sel.recv(wake);
+                    match sel.ready_timeout(timeout) {
+                        Ok(i) if i == woken => return Recv::Woken,
+                        Ok(_) => {}
+                        Err(_) => return Recv::Timeout,
+                    }
+                }
+                self.recv_batch(out, max, Duration::ZERO, linger)
+            }
+            Rx::Mutex(_) => {
+                if !wake.is_empty() {
+                    return Recv::Woken;
+                }
+                self.recv_batch(out, max, timeout.min(tick), linger)
+            }
+        }
     }
 
     /// Waits up to `timeout` for the first event, then appends up to `max` events in total
