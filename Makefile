@@ -4,12 +4,14 @@ FLAVOUR ?= debug
 SCENARIO ?=
 BENCH ?=
 CARGO ?= cargo
+PREFIX ?= /usr
+DESTDIR ?=
 export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 
 # Scenarios of the distribution-kernel leg (make test-distro): data, metadata, fault and CLI.
 DISTRO_SCENARIOS ?= load_unload,create_basic,offset_mapping,multi_segment,remap_data,reload,remap_suspend,metadata,fault_read,fault_write,fault_ext4,ext4,fio_verify,bad_messages,rmmod_busy,control_device,events,cli
 
-.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-distro demo bench clean
+.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-distro demo bench clean install install-dkms deb rules-test
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
@@ -23,7 +25,11 @@ help:
 	@echo "make kernel FLAVOUR=x      build the cached test kernel"
 	@echo "make userspace             build dmremap and dmremapd (production, checked free of dev tools)"
 	@echo "make devtools              build them with the development tools into target/devtools"
+	@echo "make install [DESTDIR=d] [PREFIX=/usr]  install binaries, units, udev rule, man pages, docs"
+	@echo "make install-dkms [DESTDIR=d]           install the module source for DKMS (/usr/src)"
+	@echo "make deb                   Debian packages dm-remap and dm-remap-dkms -> target/deb/"
 	@echo "make deps                  install the Debian packages and tools the build needs"
+	@echo "make rules-test            promtool check/test of the shipped Prometheus alert rules"
 
 deps:
 	@scripts/install-deps.sh
@@ -72,7 +78,19 @@ endif
 
 # lint runs first and stops the run before the cargo tests and the VM suite.
 test: lint
-	@$(MAKE) --no-print-directory cargo-test userspace vm-test
+	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test
+
+rules-test: deps
+	@tests/prometheus/check-rules.sh
+
+install: userspace
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install.sh --tools --config
+
+install-dkms:
+	@DESTDIR="$(DESTDIR)" scripts/install.sh --dkms
+
+deb: userspace
+	@scripts/build-deb.sh
 
 test-distro: deps devtools
 	@tests/vm/run.sh --flavour distro $(or $(SCENARIO),$(DISTRO_SCENARIOS))

@@ -205,7 +205,8 @@ struct dmr_events_seek {
  * crc fields: CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, initial value and final
  * xor 0xFFFFFFFF) of the whole 4096-byte block with the crc field itself taken as zero.
  */
-#define DMR_MD_VERSION            1
+#define DMR_MD_VERSION            2   /* written; versions 1 and 2 are read */
+#define DMR_MD_VERSION_MIN        1
 #define DMR_MD_SB_MAGIC           0x4D524D44U /* bytes "DMRM" on disk */
 #define DMR_MD_RB_MAGIC           0x52524D44U /* bytes "DMRR" on disk */
 #define DMR_MD_BLOCK_SIZE         4096
@@ -213,7 +214,9 @@ struct dmr_events_seek {
 #define DMR_MD_COPY_B             0x42U       /* 'B' */
 #define DMR_MD_RECORDS_PER_BLOCK  252
 #define DMR_MD_UUID_LEN           16
-#define DMR_MD_MAIN_ID_LEN        64
+#define DMR_MD_MAIN_ID_LEN        256
+#define DMR_MD_MAIN_ID_V1_LEN     64
+#define DMR_MD_NAME_LEN           128
 
 /* dmr_md_record.state_slot: state in bits 63..56, slot in bits 55..0. */
 #define DMR_MD_STATE_SHIFT        56
@@ -221,13 +224,22 @@ struct dmr_events_seek {
 #define DMR_MD_STATE_PENDING      2ULL        /* unreadable block without a slot; bits 55..0 = 0 */
 #define DMR_MD_SLOT_MASK          ((1ULL << DMR_MD_STATE_SHIFT) - 1)
 
-/* Feature bits: none are defined in version 1. Unknown incompat bits make a copy invalid;
+/* Feature bits: none are defined in versions 1 and 2. Unknown incompat bits make a copy invalid;
  * unknown compat bits are ignored. */
 #define DMR_MD_FEATURES_INCOMPAT_SUPPORTED 0U
 
 /*
  * Superblock: 4096 bytes; copy A at sector 0, copy B at sector E - 8.
- * Identical in both copies except copy, seq, the counts and records_crc.
+ * Identical in both copies except copy, seq, the counts and records_crc (a commit of a renamed
+ * device or of a migrated spare differs in main_id/name from the older copy until that copy is
+ * rewritten).
+ *
+ * Version 2 (written now) identifies the main device by its stable identity, main_id at 0x0e0:
+ * the table option main_id:<id> (dmremap create passes the disk's WWID / EUI-64 / NGUID /
+ * serial as sysfs shows it), and records the device-mapper name (name at 0x0e0 + 256) for
+ * activation, with the target's place in it (target_begin, target_len). Version 1 named the main device by its kernel name (main_id_v1 at 0x040; 0x0e0 on
+ * zero). A version 1 spare is checked against the main device's kernel name and rewritten as
+ * version 2 before the table goes live. main_sectors and main_offset are checked in both.
  */
 struct dmr_md_superblock {
 	__le32 magic;             /* 0x000 DMR_MD_SB_MAGIC */
@@ -240,8 +252,8 @@ struct dmr_md_superblock {
 	__u8   uuid[16];          /* 0x020 UUID of the remap set, not all zero */
 	__le64 main_sectors;      /* 0x030 size of the main device, > 0 */
 	__le64 main_offset;       /* 0x038 main sector of remap block 0 (table <main_offset>), < main_sectors */
-	__u8   main_id[64];       /* 0x040 main device identity (serial, WWN or a name), 1..64
-	                           *       bytes, NUL-padded, no NUL inside */
+	__u8   main_id_v1[64];    /* 0x040 version 1: the main device's kernel name, 1..64 bytes,
+	                           *       NUL-padded, no NUL inside; version 2: zero */
 	__le32 block_size;        /* 0x080 remap block = slot size in bytes, power of two, 512..1 MiB */
 	__le32 md_block_size;     /* 0x084 DMR_MD_BLOCK_SIZE */
 	__le64 spare_sectors;     /* 0x088 size of the spare at format time; must equal its size */
@@ -256,7 +268,14 @@ struct dmr_md_superblock {
 	__le64 nr_pending;        /* 0x0d0 of which pending; nr_remapped + nr_pending = nr_records */
 	__le32 records_crc;       /* 0x0d8 crc32c over the record blocks' crc fields, in order */
 	__le32 record_blocks;     /* 0x0dc ceil(nr_records / 252): record blocks in this copy */
-	__le64 reserved[484];     /* 0x0e0 zero */
+	/* From here on version 1 has zeros (its reserved[484]). */
+	__u8   main_id[256];      /* 0x0e0 main device's stable identity (table option main_id),
+	                           *       1..256 bytes, NUL-padded, no NUL inside */
+	__u8   name[128];         /* 0x1e0 device-mapper name at the last commit, 0..127 bytes,
+	                           *       NUL-padded (all zero: none) */
+	__le64 target_begin;      /* 0x260 the target's <start> in the mapped device at the last commit */
+	__le64 target_len;        /* 0x268 the target's <length> (sectors) at the last commit */
+	__le64 reserved[434];     /* 0x270 zero */
 };                                /* 0x1000 */
 
 /* Record: 16 bytes. */

@@ -404,6 +404,17 @@ impl CtrContext {
         unsafe { raw::dmr_target_devt(self.ti) }
     }
 
+    /// Name of the mapped device being constructed, written into `buf`; the bytes before the
+    /// terminating NUL are returned.
+    pub(crate) fn md_name<'b>(&self, buf: &'b mut [u8; 128]) -> &'b [u8] {
+        // SAFETY: a table under construction belongs to a live mapped device, whose name is a
+        // NUL-terminated string; `buf` is writable for its length and strscpy NUL-terminates
+        // within it.
+        unsafe { raw::dmr_target_md_name(self.ti, buf.as_mut_ptr().cast(), buf.len() as c_uint) };
+        let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        buf.get(..n).unwrap_or(&[])
+    }
+
     /// Length of the target in sectors.
     pub(crate) fn len(&self) -> Sector {
         // SAFETY: `ti` is valid during construction.

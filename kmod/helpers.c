@@ -6,6 +6,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/dm-ioctl.h>
 #include <linux/random.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -247,6 +248,18 @@ u64 dmr_ktime_ns(void)
 dev_t dmr_target_devt(struct dm_target *ti)
 {
 	return disk_devt(dm_disk(dm_table_get_md(ti->table)));
+}
+
+/* The user-visible name of the target's mapped device (dm_device_name() is "major:minor"). */
+void dmr_target_md_name(struct dm_target *ti, char *buf, unsigned int len)
+{
+	char name[DM_NAME_LEN];
+
+	if (!len)
+		return;
+	buf[0] = 0;
+	if (!dm_copy_name_and_uuid(dm_table_get_md(ti->table), name, NULL))
+		strscpy(buf, name, len);
 }
 
 bool dmr_bio_dev_is(const struct bio *bio, const struct dm_dev *dev)

@@ -82,6 +82,7 @@ void dmr_cond_resched(void);
 u64 dmr_ktime_ns(void);
 unsigned int dmr_current_cpu(void);
 dev_t dmr_target_devt(struct dm_target *ti);
+void dmr_target_md_name(struct dm_target *ti, char *buf, unsigned int len);
 bool dmr_bio_dev_is(const struct bio *bio, const struct dm_dev *dev);
 
 struct dmr_notifier;

@@ -42,7 +42,8 @@ use crate::dm::{
 };
 use crate::events;
 use crate::metadata::{
-    self, CopyId, Expect, Field, Geometry, LoadError, MainDevice, SetInfo, MD_BLOCK_SIZE,
+    self, CopyError, CopyId, CopyStatus, Expect, Field, Geometry, LoadError, MainDevice, SetInfo,
+    MD_BLOCK_SIZE,
 };
 use crate::remap::{self, Dest, Entry, Lookup};
 use crate::table::{self, Options, TableError};
@@ -355,10 +356,16 @@ fn kvec_zeroed<T: Copy>(
 }
 
 /// Why the metadata on the spare cannot be used, as a constructor error.
-fn load_err(e: &LoadError) -> CtrError {
+fn load_err(e: &LoadError, main_id_given: bool) -> CtrError {
     let msg = match e {
         LoadError::Mismatch { field: Field::BlockSize, .. } => c"Spare metadata has another block_size than the table",
         LoadError::Mismatch { field: Field::MainOffset, .. } => c"Spare metadata has another main offset than the table",
+        LoadError::Mismatch { field: Field::MainId, .. } if !main_id_given => {
+            c"Spare metadata identifies its main device by a main_id; the table has none (add main_id:<id>, see dmremap inspect)"
+        }
+        LoadError::Mismatch { field: Field::MainId, .. } => {
+            c"Spare belongs to another main device (main_id differs; see dmremap inspect)"
+        }
         LoadError::Mismatch { .. } => c"Spare belongs to another main device (metadata identity differs)",
         LoadError::NoValidCopy { .. } => {
             c"Spare metadata unreadable or corrupt in both copies; refusing to format it (see dmremap inspect)"
@@ -422,10 +429,17 @@ impl Target for RemapTarget {
             })?;
         let blocks = ctx.len().div_ceil(block_sectors);
 
-        let mut name = [0u8; 64];
-        let main_id = MainDevice::id_from(main.disk_name(&mut name)).ok_or(CtrError::inval(
+        // The table's main_id (the disk's stable identity); without one, the kernel name.
+        let mut kname = [0u8; 64];
+        let id: &[u8] = match opts.main_id() {
+            Some(id) => id,
+            None => main.disk_name(&mut kname),
+        };
+        let main_id = MainDevice::id_from(id).ok_or(CtrError::inval(
             c"Main device has no usable name for the metadata identity",
         ))?;
+        let mut md_name = [0u8; metadata::NAME_LEN];
+        let name = SetInfo::name_from(ctx.md_name(&mut md_name)).unwrap_or([0; metadata::NAME_LEN]);
         let mut uuid = [0u8; metadata::UUID_LEN];
         while uuid == [0; metadata::UUID_LEN] {
             dm::random_bytes(&mut uuid);
@@ -439,6 +453,9 @@ impl Target for RemapTarget {
             },
             geometry,
             features_compat: 0,
+            name,
+            target_begin: ctx.begin(),
+            target_len: ctx.len(),
         };
 
         let bits = kvec_zeroed(
@@ -1073,13 +1090,17 @@ impl RemapTarget {
         // Start from nothing (a reload replaces everything).
         self.forget_all();
 
-        let mut name = [0u8; 64];
-        let id = self.main.disk_name(&mut name);
+        // What this table says: the identity and name the ctr put into the set (a version 1
+        // spare is checked against the main device's kernel name instead).
+        let table = m.set;
+        let mut kname = [0u8; 64];
+        let kname = self.main.disk_name(&mut kname);
         let expect = Expect {
             uuid: None,
             main_sectors: Some(m.set.main.sectors),
             main_offset: Some(self.main_offset),
-            main_id: Some(id),
+            main_id: Some(table.main.id_bytes()),
+            main_id_v1: Some(kname),
             block_size: Some(self.opts.block_size),
         };
         let spare_sectors = self.spare.sectors();
@@ -1130,14 +1151,33 @@ impl RemapTarget {
                     ));
                 }
                 m.set = l.sb.set;
+                m.set.main.id = table.main.id;
+                m.set.name = table.name;
+                m.set.target_begin = table.target_begin;
+                m.set.target_len = table.target_len;
                 m.next_seq = l.next_seq;
                 m.target = l.commit_target();
                 m.disk_seq = l.next_seq - 1;
                 m.repair = l.other_bad();
+                // A version 1 spare, or a new device name: written before the table goes live.
+                if l.sb.version < metadata::VERSION {
+                    pr_info!(
+                        "{}: metadata version {} is migrated to version {} (main identified by main_id)\n",
+                        self.spare.name(),
+                        l.sb.version,
+                        metadata::VERSION
+                    );
+                    m.repair = true;
+                } else if m.set != l.sb.set {
+                    m.repair = true;
+                }
                 self.seq.store(l.sb.seq, SeqCst);
                 self.pending.store(pending, SeqCst);
                 self.entries.store(entries, SeqCst);
-                if m.repair {
+                if matches!(l.other, CopyStatus::Bad(CopyError::OtherSet)) {
+                    pr_info!("{}: metadata copy {} predates a migration or rename; it is rewritten before the device goes live\n",
+                        self.spare.name(), l.winner.other().name());
+                } else if l.other_bad() {
                     pr_warn!("{}: metadata copy {} is damaged; it is rewritten before the device goes live\n",
                         self.spare.name(), l.winner.other().name());
                 }
@@ -1178,7 +1218,7 @@ impl RemapTarget {
             Err(e) => {
                 // Leave nothing half-loaded behind.
                 self.forget_all();
-                Err(load_err(&e))
+                Err(load_err(&e, self.opts.main_id().is_some()))
             }
         }
     }

@@ -32,4 +32,17 @@ if ! "$BINDGEN" --version 2>/dev/null | grep -q "bindgen $BINDGEN_WANT"; then
 	cargo install --locked --root "$TOOLS" bindgen-cli --version "~$BINDGEN_WANT" >/dev/null 2>&1 \
 		|| cargo install --locked --root "$TOOLS" bindgen-cli --version "~$BINDGEN_WANT"
 fi
+# promtool checks the shipped Prometheus alert rules: taken from Debian's prometheus package into
+# the cache, without installing (or starting) the Prometheus server.
+PROMTOOL=$TOOLS/bin/promtool
+if [ ! -x "$PROMTOOL" ]; then
+	log "fetching promtool (Debian package prometheus) into $TOOLS"
+	pt=$(mktemp -d)
+	if (cd "$pt" && apt-get download -qq prometheus >/dev/null 2>&1); then
+		dpkg-deb -x "$pt"/prometheus_*.deb "$pt/x" && install -D -m 0755 "$pt/x/usr/bin/promtool" "$PROMTOOL"
+	else
+		log "warning: could not download the prometheus package; the alert rule check will be skipped"
+	fi
+	rm -rf "$pt"
+fi
 log "dependencies ready ($("$BINDGEN" --version), $($KRUSTC --version | cut -d' ' -f1-2))"

@@ -23,6 +23,9 @@ fn setup() -> (SetInfo, Vec<(u64, Entry)>) {
         },
         geometry: Geometry::for_spare(1 << 21, 4096, 4096).unwrap(),
         features_compat: 0,
+        name: [0; dmremap_core::metadata::NAME_LEN],
+        target_begin: 0,
+        target_len: 0,
     };
     let recs = (0..RECORDS)
         .map(|i| {

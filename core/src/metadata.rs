@@ -39,16 +39,25 @@ pub const SECTOR_SIZE: u64 = 512;
 pub const MD_BLOCK_SIZE: usize = 4096;
 /// Sectors per metadata block.
 pub const MD_BLOCK_SECTORS: u64 = 8;
-/// Format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// Format version this code writes.
+pub const VERSION: u32 = 2;
+/// Oldest format version this code reads (version 1 named the main device by its kernel name;
+/// the kernel migrates such a spare to [`VERSION`] when it loads it).
+pub const VERSION_MIN: u32 = 1;
 /// Superblock magic; on disk the bytes read "DMRM".
 pub const SB_MAGIC: u32 = 0x4D52_4D44;
 /// Record block magic; on disk the bytes read "DMRR".
 pub const RB_MAGIC: u32 = 0x5252_4D44;
 /// Bytes of the remap set's UUID.
 pub const UUID_LEN: usize = 16;
-/// Bytes of the main device's identity string (NUL-padded).
-pub const MAIN_ID_LEN: usize = 64;
+/// Bytes of the main device's identity string (NUL-padded): `main_id` of version 2.
+pub const MAIN_ID_LEN: usize = 256;
+/// Bytes of version 1's identity field (`main_id_v1`, the main device's kernel name).
+pub const MAIN_ID_V1_LEN: usize = 64;
+/// Bytes of the device-mapper name field (NUL-padded, at most 127 bytes used).
+pub const NAME_LEN: usize = 128;
+
+const _: () = assert!(MAIN_ID_LEN == crate::table::MAX_MAIN_ID_LEN);
 /// Bytes of one record.
 pub const RECORD_SIZE: usize = 16;
 /// Bytes of a record block's header.
@@ -94,8 +103,8 @@ pub mod layout {
     pub const SB_MAIN_SECTORS: usize = 0x030;
     /// `dmr_md_superblock.main_offset`
     pub const SB_MAIN_OFFSET: usize = 0x038;
-    /// `dmr_md_superblock.main_id`
-    pub const SB_MAIN_ID: usize = 0x040;
+    /// `dmr_md_superblock.main_id_v1` (version 1's identity; zero in version 2)
+    pub const SB_MAIN_ID_V1: usize = 0x040;
     /// `dmr_md_superblock.block_size`
     pub const SB_BLOCK_SIZE: usize = 0x080;
     /// `dmr_md_superblock.md_block_size`
@@ -124,8 +133,18 @@ pub mod layout {
     pub const SB_RECORDS_CRC: usize = 0x0d8;
     /// `dmr_md_superblock.record_blocks`
     pub const SB_RECORD_BLOCKS: usize = 0x0dc;
+    /// `dmr_md_superblock.main_id` (version 2)
+    pub const SB_MAIN_ID: usize = 0x0e0;
+    /// `dmr_md_superblock.name` (version 2)
+    pub const SB_NAME: usize = 0x1e0;
+    /// `dmr_md_superblock.target_begin` (version 2)
+    pub const SB_TARGET_BEGIN: usize = 0x260;
+    /// `dmr_md_superblock.target_len` (version 2)
+    pub const SB_TARGET_LEN: usize = 0x268;
     /// `dmr_md_superblock.reserved` (to the end of the block)
-    pub const SB_RESERVED: usize = 0x0e0;
+    pub const SB_RESERVED: usize = 0x270;
+    /// Where the reserved bytes of a version 1 superblock begin.
+    pub const SB_RESERVED_V1: usize = 0x0e0;
 
     /// `dmr_md_record_block.magic`
     pub const RB_MAGIC: usize = 0x00;
@@ -282,6 +301,8 @@ pub enum Field {
     MainOffset,
     /// `main_id`
     MainId,
+    /// `name`
+    Name,
     /// `block_size`
     BlockSize,
     /// `md_block_size`
@@ -319,6 +340,7 @@ impl Field {
             Field::MainSectors => "main_sectors",
             Field::MainOffset => "main_offset",
             Field::MainId => "main_id",
+            Field::Name => "name",
             Field::BlockSize => "block_size",
             Field::MdBlockSize => "md_block_size",
             Field::SpareSectors => "spare_sectors",
@@ -344,6 +366,7 @@ impl Field {
             Field::MainSectors => "main device size invalid",
             Field::MainOffset => "main device offset invalid",
             Field::MainId => "main device identity invalid",
+            Field::Name => "device name invalid",
             Field::BlockSize => "block size invalid",
             Field::MdBlockSize => "metadata block size invalid",
             Field::SpareSectors => "spare size wrong",
@@ -893,12 +916,13 @@ pub struct MainDevice {
     pub sectors: u64,
     /// Sector of the main device where remap block 0 begins (the table's `<main_offset>`).
     pub offset: u64,
-    /// Identity string (serial number, WWN, or a name given at format time), NUL-padded.
+    /// Identity string, NUL-padded: the table's `main_id` (the disk's stable identity as
+    /// sysfs shows it); in a version 1 superblock the main device's kernel name.
     pub id: [u8; MAIN_ID_LEN],
 }
 
 impl MainDevice {
-    /// The NUL-padded form of an identity string: 1 to 64 bytes, no NUL inside.
+    /// The NUL-padded form of an identity string: 1 to 256 bytes, no NUL inside.
     pub fn id_from(s: &[u8]) -> Option<[u8; MAIN_ID_LEN]> {
         if s.is_empty() || s.len() > MAIN_ID_LEN || s.contains(&0) {
             return None;
@@ -950,6 +974,12 @@ pub struct SetInfo {
     pub geometry: Geometry,
     /// Compatible feature bits (none defined; readers ignore unknown ones).
     pub features_compat: u32,
+    /// Device-mapper name the set is activated under, NUL-padded (all zero: none recorded).
+    pub name: [u8; NAME_LEN],
+    /// Where the target begins in the mapped device, in sectors (its table line's `<start>`).
+    pub target_begin: u64,
+    /// Length of the target in sectors (0: not recorded, as in version 1).
+    pub target_len: u64,
 }
 
 impl SetInfo {
@@ -959,6 +989,11 @@ impl SetInfo {
             return Err(Field::Uuid);
         }
         self.main.check()?;
+        // At most NAME_LEN - 1 bytes, NUL padding only after the string.
+        let n = self.name_bytes().len();
+        if n >= NAME_LEN || !all_zero(self.name.get(n..).unwrap_or(&[])) {
+            return Err(Field::Name);
+        }
         let g = &self.geometry;
         if !valid_block_size(g.block_size) {
             return Err(Field::BlockSize);
@@ -973,6 +1008,22 @@ impl SetInfo {
         }
     }
 
+    /// The recorded device-mapper name without its padding (empty: none).
+    pub fn name_bytes(&self) -> &[u8] {
+        let n = self.name.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
+        self.name.get(..n).unwrap_or(&[])
+    }
+
+    /// The NUL-padded form of a device-mapper name: at most 127 bytes, no NUL inside.
+    pub fn name_from(s: &[u8]) -> Option<[u8; NAME_LEN]> {
+        if s.len() >= NAME_LEN || s.contains(&0) {
+            return None;
+        }
+        let mut name = [0u8; NAME_LEN];
+        put_bytes(&mut name, 0, s);
+        Some(name)
+    }
+
     /// Remap blocks of the main device.
     pub fn main_blocks(&self) -> u64 {
         self.main.blocks(self.geometry.block_sectors())
@@ -984,6 +1035,8 @@ impl SetInfo {
 pub struct Superblock {
     /// Which copy it heads.
     pub copy: CopyId,
+    /// Format version it was read with ([`encode_superblock`] always writes [`VERSION`]).
+    pub version: u32,
     /// Commit sequence number (never 0).
     pub seq: u64,
     /// The set.
@@ -1026,6 +1079,9 @@ pub fn encode_superblock(sb: &Superblock, buf: &mut [u8]) -> Result<(), EncodeEr
     put_u64(b, L::SB_MAIN_SECTORS, sb.set.main.sectors);
     put_u64(b, L::SB_MAIN_OFFSET, sb.set.main.offset);
     put_bytes(b, L::SB_MAIN_ID, &sb.set.main.id);
+    put_bytes(b, L::SB_NAME, &sb.set.name);
+    put_u64(b, L::SB_TARGET_BEGIN, sb.set.target_begin);
+    put_u64(b, L::SB_TARGET_LEN, sb.set.target_len);
     put_u32(b, L::SB_BLOCK_SIZE, g.block_size);
     put_u32(b, L::SB_MD_BLOCK_SIZE, MD_BLOCK_SIZE as u32);
     put_u64(b, L::SB_SPARE_SECTORS, g.spare_sectors);
@@ -1062,7 +1118,8 @@ pub fn decode_superblock(
     if get_u32(b, L::SB_CRC) != block_crc(b) {
         return Err(bad(Field::Crc));
     }
-    if get_u32(b, L::SB_VERSION) != VERSION {
+    let version = get_u32(b, L::SB_VERSION);
+    if !(VERSION_MIN..=VERSION).contains(&version) {
         return Err(bad(Field::Version));
     }
     if get_u32(b, L::SB_COPY) != copy.disk_id() {
@@ -1099,20 +1156,47 @@ pub fn decode_superblock(
         data_start: get_u64(b, L::SB_DATA_START),
         data_slots: get_u64(b, L::SB_DATA_SLOTS),
     };
+    // Version 1 kept a 64-byte identity at 0x040 and had no name; version 2 keeps 0x040 zero.
+    let (id, name, target, reserved) = if version == 1 {
+        let mut id = [0u8; MAIN_ID_LEN];
+        put_bytes(
+            &mut id,
+            0,
+            &get_array::<MAIN_ID_V1_LEN>(b, L::SB_MAIN_ID_V1),
+        );
+        (id, [0u8; NAME_LEN], (0, 0), L::SB_RESERVED_V1)
+    } else {
+        if !all_zero(
+            b.get(L::SB_MAIN_ID_V1..L::SB_MAIN_ID_V1 + MAIN_ID_V1_LEN)
+                .unwrap_or(&[]),
+        ) {
+            return Err(bad(Field::Reserved));
+        }
+        (
+            get_array(b, L::SB_MAIN_ID),
+            get_array(b, L::SB_NAME),
+            (get_u64(b, L::SB_TARGET_BEGIN), get_u64(b, L::SB_TARGET_LEN)),
+            L::SB_RESERVED,
+        )
+    };
     let main = MainDevice {
         sectors: get_u64(b, L::SB_MAIN_SECTORS),
         offset: get_u64(b, L::SB_MAIN_OFFSET),
-        id: get_array(b, L::SB_MAIN_ID),
+        id,
     };
     let set = SetInfo {
         uuid: get_array(b, L::SB_UUID),
         main,
         geometry,
         features_compat: get_u32(b, L::SB_COMPAT),
+        name,
+        target_begin: target.0,
+        target_len: target.1,
     };
     set.validate().map_err(bad)?;
     let sb = Superblock {
         copy,
+        version,
         seq,
         set,
         nr_records: get_u64(b, L::SB_NR_RECORDS),
@@ -1130,7 +1214,7 @@ pub fn decode_superblock(
     if get_u32(b, L::SB_RECORD_BLOCKS) != sb.record_blocks() {
         return Err(bad(Field::RecordBlocks));
     }
-    if !all_zero(b.get(L::SB_RESERVED..).unwrap_or(&[])) {
+    if !all_zero(b.get(reserved..).unwrap_or(&[])) {
         return Err(bad(Field::Reserved));
     }
     Ok(sb)
@@ -1358,6 +1442,7 @@ impl<'s, 'b> CopyEncoder<'s, 'b> {
         }
         let sb = Superblock {
             copy: self.copy,
+            version: VERSION,
             seq: self.seq,
             set: *self.set,
             nr_records: self.records,
@@ -1740,15 +1825,24 @@ pub struct Expect<'a> {
     pub main_sectors: Option<u64>,
     /// The table's main offset.
     pub main_offset: Option<u64>,
-    /// The main device's identity string (unpadded).
+    /// The main device's identity string (unpadded), checked against a version 2 superblock.
     pub main_id: Option<&'a [u8]>,
+    /// The identity a version 1 superblock must hold: the main device's kernel name (what
+    /// version 1 recorded). `None` accepts any.
+    pub main_id_v1: Option<&'a [u8]>,
     /// The table's block size.
     pub block_size: Option<u32>,
 }
 
 impl Expect<'_> {
-    /// The first field of `set` that differs from the expectation.
-    pub fn check(&self, set: &SetInfo) -> Result<(), Field> {
+    /// The first field of `set`, read from a superblock of format `version`, that differs from
+    /// the expectation.
+    pub fn check(&self, set: &SetInfo, version: u32) -> Result<(), Field> {
+        let main_id = if version == 1 {
+            self.main_id_v1
+        } else {
+            self.main_id
+        };
         if self.uuid.is_some_and(|u| u != set.uuid) {
             return Err(Field::Uuid);
         }
@@ -1758,7 +1852,7 @@ impl Expect<'_> {
         if self.main_offset.is_some_and(|o| o != set.main.offset) {
             return Err(Field::MainOffset);
         }
-        if self.main_id.is_some_and(|id| id != set.main.id_bytes()) {
+        if main_id.is_some_and(|id| id != set.main.id_bytes()) {
             return Err(Field::MainId);
         }
         if self
@@ -1864,7 +1958,7 @@ where
         Err(e) => CopyStatus::Bad(e),
     };
     expect
-        .check(&winner.set)
+        .check(&winner.set, winner.version)
         .map_err(|field| LoadError::Mismatch {
             copy: winner.copy,
             field,
@@ -1912,6 +2006,9 @@ mod tests {
             },
             geometry: Geometry::for_spare(spare_sectors, bs, extra).unwrap(),
             features_compat: 0,
+            name: [0; NAME_LEN],
+            target_begin: 0,
+            target_len: 0,
         }
     }
 
@@ -2091,9 +2188,13 @@ mod tests {
 
     #[test]
     fn superblock_bytes() {
-        let set = small_set();
+        let mut set = small_set();
+        set.name = SetInfo::name_from(b"r0").unwrap();
+        set.target_begin = 8;
+        set.target_len = 1 << 19;
         let sb = Superblock {
             copy: CopyId::B,
+            version: VERSION,
             seq: 0x0102_0304_0506_0708,
             set,
             nr_records: 3,
@@ -2109,22 +2210,26 @@ mod tests {
         );
         let b = &b[..MD_BLOCK_SIZE];
         assert_eq!(&b[0..4], b"DMRM");
-        assert_eq!(le32(b, 0x08), 1);
+        assert_eq!(le32(b, 0x08), 2);
         assert_eq!(&b[0x0c..0x10], &[0x42, 0, 0, 0]);
         assert_eq!(&b[0x10..0x18], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!((le32(b, 0x18), le32(b, 0x1c)), (0, 0));
         assert_eq!(&b[0x20..0x30], b"0123456789abcdef");
         assert_eq!(le64(b, 0x30), 1 << 20);
         assert_eq!(le64(b, 0x38), 0);
-        assert_eq!(&b[0x40..0x4b], b"SERIAL-0001");
-        assert!(b[0x4b..0x80].iter().all(|&x| x == 0));
+        assert!(b[0x40..0x80].iter().all(|&x| x == 0), "main_id_v1 unused");
         assert_eq!(&b[0x80..0x88], &[0x00, 0x10, 0, 0, 0x00, 0x10, 0, 0]);
         let geo: Vec<u64> = (0..8).map(|i| le64(b, 0x88 + 8 * i)).collect();
         assert_eq!(geo, [64, 0, 48, 16, 16, 4, 4, 3]);
         assert_eq!((le64(b, 0xc8), le64(b, 0xd0)), (2, 1));
         assert_eq!(&b[0xd8..0xdc], &[0xD4, 0xC3, 0xB2, 0xA1]);
         assert_eq!(le32(b, 0xdc), 1);
-        assert!(b[0xe0..].iter().all(|&x| x == 0));
+        assert_eq!(&b[0xe0..0xeb], b"SERIAL-0001");
+        assert!(b[0xeb..0x1e0].iter().all(|&x| x == 0));
+        assert_eq!(&b[0x1e0..0x1e2], b"r0");
+        assert!(b[0x1e2..0x260].iter().all(|&x| x == 0));
+        assert_eq!((le64(b, 0x260), le64(b, 0x268)), (8, 1 << 19));
+        assert!(b[0x270..].iter().all(|&x| x == 0));
         let mut z = b.to_vec();
         z[4..8].fill(0);
         assert_eq!(le32(b, 4), crc32c::crc32c(&z));
@@ -2133,6 +2238,164 @@ mod tests {
             decode_superblock(b, CopyId::A, 64),
             Err(CopyError::Superblock { field: Field::Copy })
         );
+    }
+
+    /// Rewrite a version 2 superblock block as version 1 wrote it: identity at 0x040 (at most 64
+    /// bytes), no name, everything from 0x0e0 zero.
+    fn to_v1(b: &mut [u8]) {
+        let id: [u8; MAIN_ID_V1_LEN] = get_array(b, L::SB_MAIN_ID);
+        assert!(b[L::SB_MAIN_ID + MAIN_ID_V1_LEN..L::SB_NAME]
+            .iter()
+            .all(|&x| x == 0));
+        b[L::SB_MAIN_ID_V1..L::SB_MAIN_ID_V1 + MAIN_ID_V1_LEN].copy_from_slice(&id);
+        b[L::SB_RESERVED_V1..MD_BLOCK_SIZE].fill(0);
+        put_u32(b, L::SB_VERSION, 1);
+        seal(b);
+    }
+
+    #[test]
+    fn version_1_superblock_decodes() {
+        let mut set = small_set();
+        set.name = SetInfo::name_from(b"r0").unwrap();
+        let sb = Superblock {
+            copy: CopyId::A,
+            version: VERSION,
+            seq: 7,
+            set,
+            nr_records: 0,
+            nr_remapped: 0,
+            nr_pending: 0,
+            records_crc: crc32c::crc32c(&[]),
+        };
+        let mut b = vec![0u8; MD_BLOCK_SIZE];
+        encode_superblock(&sb, &mut b).unwrap();
+        to_v1(&mut b);
+        let got = decode_superblock(&b, CopyId::A, 64).unwrap();
+        assert_eq!(got.version, 1);
+        assert_eq!(got.set.main.id_bytes(), b"SERIAL-0001");
+        assert_eq!(got.set.name_bytes(), b"", "version 1 has no name");
+        // Version 1 with bytes where version 2 keeps its new fields: reserved, refused.
+        let mut bad = b.clone();
+        bad[L::SB_NAME] = b'x';
+        seal(&mut bad);
+        assert_eq!(
+            decode_superblock(&bad, CopyId::A, 64),
+            Err(CopyError::Superblock {
+                field: Field::Reserved
+            })
+        );
+        // Version 2 with bytes in the old identity field: refused.
+        let mut v2 = vec![0u8; MD_BLOCK_SIZE];
+        encode_superblock(&sb, &mut v2).unwrap();
+        v2[L::SB_MAIN_ID_V1] = b'x';
+        seal(&mut v2);
+        assert_eq!(
+            decode_superblock(&v2, CopyId::A, 64),
+            Err(CopyError::Superblock {
+                field: Field::Reserved
+            })
+        );
+        // Versions outside 1..=2: refused.
+        for v in [0, 3, 0xffff_ffff] {
+            let mut x = b.clone();
+            put_u32(&mut x, L::SB_VERSION, v);
+            seal(&mut x);
+            assert_eq!(
+                decode_superblock(&x, CopyId::A, 64),
+                Err(CopyError::Superblock {
+                    field: Field::Version
+                }),
+                "version {v}"
+            );
+        }
+        // A name without its terminating NUL, or with bytes after the NUL: refused.
+        let mut x = v2.clone();
+        x[L::SB_MAIN_ID_V1] = 0;
+        x[L::SB_NAME..L::SB_NAME + NAME_LEN].fill(b'n');
+        seal(&mut x);
+        assert_eq!(
+            decode_superblock(&x, CopyId::A, 64),
+            Err(CopyError::Superblock { field: Field::Name })
+        );
+        assert_eq!(SetInfo::name_from(&[b'n'; NAME_LEN]), None);
+        assert!(SetInfo::name_from(&[b'n'; NAME_LEN - 1]).is_some());
+    }
+
+    #[test]
+    fn identity_check_by_version() {
+        let set = small_set();
+        let e = Expect {
+            main_id: Some(b"wwid-of-the-disk"),
+            main_id_v1: Some(b"SERIAL-0001"),
+            ..Expect::default()
+        };
+        // Version 1 recorded the kernel name: checked against main_id_v1.
+        assert_eq!(e.check(&set, 1), Ok(()));
+        // Version 2 records the stable identity: checked against main_id.
+        assert_eq!(e.check(&set, 2), Err(Field::MainId));
+        let renamed = Expect {
+            main_id: Some(b"SERIAL-0001"),
+            main_id_v1: Some(b"nvme1n1"),
+            ..Expect::default()
+        };
+        assert_eq!(
+            renamed.check(&set, 2),
+            Ok(()),
+            "kernel name not part of v2 identity"
+        );
+        assert_eq!(renamed.check(&set, 1), Err(Field::MainId));
+    }
+
+    #[test]
+    fn version_1_copies_load_and_migrate() {
+        let set = small_set();
+        let mut img = vec![0u8; 64 * 512];
+        let recs: Recs = [(3, Entry::Remapped { slot: 1 }), (7, Entry::Pending)]
+            .into_iter()
+            .collect();
+        commit(&mut img, &set, CopyId::A, 1, &recs);
+        commit(&mut img, &set, CopyId::B, 2, &recs);
+        for copy in [CopyId::A, CopyId::B] {
+            let at = (set.geometry.sb_sector(copy) * 512) as usize;
+            to_v1(&mut img[at..at + MD_BLOCK_SIZE]);
+        }
+        let e = Expect {
+            main_id: Some(b"stable-id"),
+            main_id_v1: Some(b"SERIAL-0001"),
+            ..Expect::default()
+        };
+        let (l, got, _) = load_img(&img, &e).unwrap();
+        assert_eq!((l.sb.version, l.sb.seq, l.winner), (1, 2, CopyId::B));
+        assert_eq!(got, recs);
+        let wrong = Expect {
+            main_id_v1: Some(b"nvme9n1"),
+            ..e
+        };
+        assert!(matches!(
+            load_img(&img, &wrong),
+            Err(LoadError::Mismatch {
+                field: Field::MainId,
+                ..
+            })
+        ));
+        // Migration: the next commit writes version 2 with the stable identity over copy A;
+        // it wins, and the old copy B is reported as belonging to another set (rewritten later).
+        let mut set2 = l.sb.set;
+        set2.main.id = MainDevice::id_from(b"stable-id").unwrap();
+        set2.name = SetInfo::name_from(b"r0").unwrap();
+        commit(&mut img, &set2, l.commit_target(), l.next_seq, &recs);
+        let (l2, got2, _) = load_img(&img, &e).unwrap();
+        assert_eq!(
+            (l2.sb.version, l2.sb.seq, l2.winner),
+            (VERSION, 3, CopyId::A)
+        );
+        assert_eq!(l2.sb.set.main.id_bytes(), b"stable-id");
+        assert_eq!(l2.sb.set.name_bytes(), b"r0");
+        assert_eq!(l2.other, CopyStatus::Bad(CopyError::OtherSet));
+        assert_eq!(got2, recs);
+        commit(&mut img, &set2, l2.commit_target(), l2.next_seq, &recs);
+        let (l3, _, _) = load_img(&img, &e).unwrap();
+        assert_eq!(l3.other, CopyStatus::Valid { seq: 3 });
     }
 
     #[test]
@@ -2382,6 +2645,7 @@ mod tests {
             main_sectors: Some(1 << 20),
             main_offset: Some(0),
             main_id: Some(b"SERIAL-0001"),
+            main_id_v1: None,
             block_size: Some(4096),
         };
         assert!(load_img(&img, &ok).is_ok());
@@ -2723,9 +2987,22 @@ mod tests {
             (L::SB_MAGIC, b"DMRX".to_vec(), sb(Field::Magic)),
             (
                 L::SB_VERSION,
-                2u32.to_le_bytes().to_vec(),
+                3u32.to_le_bytes().to_vec(),
                 sb(Field::Version),
             ),
+            (
+                L::SB_VERSION,
+                0u32.to_le_bytes().to_vec(),
+                sb(Field::Version),
+            ),
+            // Read as version 1, the identity at 0x040 is empty.
+            (
+                L::SB_VERSION,
+                1u32.to_le_bytes().to_vec(),
+                sb(Field::MainId),
+            ),
+            (L::SB_MAIN_ID_V1, [b'x'].to_vec(), sb(Field::Reserved)),
+            (L::SB_NAME + 127, [b'x'].to_vec(), sb(Field::Name)),
             (
                 L::SB_COPY,
                 COPY_ID_B.to_le_bytes().to_vec(),

@@ -1,8 +1,9 @@
 //! Parsing of the `remap` table line, shared by the kernel constructor and userspace.
 //!
 //! Table line (after `<start> <len> remap`):
-//! `<main_dev> <main_offset> <spare_dev> [<#opt_args> <opt>...]` with options `block_size:<bytes>`
-//! and `read_retries:<n>`. Device arguments are resolved by the caller (the kernel's
+//! `<main_dev> <main_offset> <spare_dev> [<#opt_args> <opt>...]` with options `block_size:<bytes>`,
+//! `read_retries:<n>` and `main_id:<id>` (the main device's stable identity, recorded in and
+//! checked against the spare's metadata). Device arguments are resolved by the caller (the kernel's
 //! `dm_get_device`); this module validates everything else and names each problem.
 
 use core::ffi::CStr;
@@ -19,6 +20,8 @@ pub const DEFAULT_READ_RETRIES: u32 = 3;
 pub const MAX_READ_RETRIES: u32 = 16;
 /// Number of positional arguments.
 pub const POSITIONAL_ARGS: usize = 3;
+/// Longest `main_id` value in bytes (the superblock's `main_id` field).
+pub const MAX_MAIN_ID_LEN: usize = 256;
 
 /// What is wrong with a table line. Each variant has a message for `ti->error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub enum TableError {
     BadBlockSize,
     /// `read_retries` is not a number in range.
     BadReadRetries,
+    /// `main_id` is empty, too long or holds a character outside `!`..`~`.
+    BadMainId,
 }
 
 impl TableError {
@@ -51,13 +56,16 @@ impl TableError {
                 c"Invalid optional argument count: <#opts> must equal the number of options given"
             }
             TableError::UnknownOption => {
-                c"Unknown option: expected block_size:<bytes> or read_retries:<n>"
+                c"Unknown option: expected block_size:<bytes>, read_retries:<n> or main_id:<id>"
             }
             TableError::DuplicateOption => c"Option given more than once",
             TableError::BadBlockSize => {
                 c"Invalid block_size: must be a power of two from 512 to 1048576 bytes"
             }
             TableError::BadReadRetries => c"Invalid read_retries: must be a number from 0 to 16",
+            TableError::BadMainId => {
+                c"Invalid main_id: must be 1 to 256 printable ASCII characters without spaces"
+            }
         }
     }
 }
@@ -94,6 +102,10 @@ pub struct Options {
     pub block_size_given: bool,
     /// `read_retries` appeared in the table line.
     pub read_retries_given: bool,
+    /// `main_id` value, `main_id_len` bytes long (0: not given).
+    pub main_id_buf: [u8; MAX_MAIN_ID_LEN],
+    /// Length of the `main_id` value.
+    pub main_id_len: usize,
 }
 
 impl Default for Options {
@@ -103,6 +115,8 @@ impl Default for Options {
             read_retries: DEFAULT_READ_RETRIES,
             block_size_given: false,
             read_retries_given: false,
+            main_id_buf: [0; MAX_MAIN_ID_LEN],
+            main_id_len: 0,
         }
     }
 }
@@ -110,7 +124,17 @@ impl Default for Options {
 impl Options {
     /// Number of options given, as `<#opt_args>` of the table line.
     pub fn count_given(&self) -> u32 {
-        u32::from(self.block_size_given) + u32::from(self.read_retries_given)
+        u32::from(self.block_size_given)
+            + u32::from(self.read_retries_given)
+            + u32::from(self.main_id().is_some())
+    }
+
+    /// The `main_id` value, if the table line has one.
+    pub fn main_id(&self) -> Option<&[u8]> {
+        match self.main_id_buf.get(..self.main_id_len) {
+            Some(id) if !id.is_empty() => Some(id),
+            _ => None,
+        }
     }
 
     /// Write the options part of the table line (` <n> opt...`, empty when none were given).
@@ -126,6 +150,11 @@ impl Options {
         if self.read_retries_given {
             write!(w, " read_retries:{}", self.read_retries)?;
         }
+        if let Some(id) = self.main_id() {
+            // Validated as printable ASCII when parsed.
+            w.write_str(" main_id:")?;
+            w.write_str(core::str::from_utf8(id).map_err(|_| core::fmt::Error)?)?;
+        }
         Ok(())
     }
 
@@ -133,6 +162,11 @@ impl Options {
     pub fn block_sectors(&self) -> u64 {
         u64::from(self.block_size >> 9)
     }
+}
+
+/// A `main_id` value: 1 to [`MAX_MAIN_ID_LEN`] bytes, each printable ASCII other than space.
+pub fn valid_main_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_MAIN_ID_LEN && id.iter().all(|&c| (0x21..=0x7e).contains(&c))
 }
 
 fn parse_option(opts: &mut Options, opt: &[u8]) -> Result<(), TableError> {
@@ -166,6 +200,19 @@ fn parse_option(opts: &mut Options, opt: &[u8]) -> Result<(), TableError> {
             }
             opts.read_retries = v as u32;
             opts.read_retries_given = true;
+        }
+        b"main_id" => {
+            if opts.main_id().is_some() {
+                return Err(TableError::DuplicateOption);
+            }
+            if !valid_main_id(value) {
+                return Err(TableError::BadMainId);
+            }
+            opts.main_id_buf
+                .get_mut(..value.len())
+                .ok_or(TableError::BadMainId)?
+                .copy_from_slice(value);
+            opts.main_id_len = value.len();
         }
         _ => return Err(TableError::UnknownOption),
     }
@@ -261,6 +308,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn main_id_parses_and_emits() {
+        let t =
+            parse("/dev/a 0 /dev/b 2 main_id:nvme-eui.0025385b71b2c3d4 block_size:8192").unwrap();
+        assert_eq!(t.options.main_id(), Some(&b"nvme-eui.0025385b71b2c3d4"[..]));
+        assert_eq!(t.options.count_given(), 2);
+        let mut s = [0u8; 128];
+        let mut w = Buf { b: &mut s, n: 0 };
+        t.options.emit(&mut w).unwrap();
+        let n = w.n;
+        assert_eq!(
+            &s[..n],
+            &b" 2 block_size:8192 main_id:nvme-eui.0025385b71b2c3d4"[..]
+        );
+        // Longest accepted, one longer refused, control and non-ASCII bytes refused.
+        let long = [b'x'; MAX_MAIN_ID_LEN + 1];
+        let mut opt = [0u8; 8 + MAX_MAIN_ID_LEN + 1];
+        opt[..8].copy_from_slice(b"main_id:");
+        opt[8..].copy_from_slice(&long);
+        let args = |o: &'static [u8]| [&b"/dev/a"[..], b"0", b"/dev/b", b"1", o];
+        let ok = parse_args([&b"/dev/a"[..], b"0", b"/dev/b", b"1", &opt[..opt.len() - 1]]);
+        assert_eq!(
+            ok.unwrap().options.main_id().map(|i| i.len()),
+            Some(MAX_MAIN_ID_LEN)
+        );
+        assert_eq!(
+            parse_args([&b"/dev/a"[..], b"0", b"/dev/b", b"1", &opt[..]]),
+            Err(TableError::BadMainId)
+        );
+        for bad in [
+            &b"main_id:a\x01b"[..],
+            b"main_id:caf\xc3\xa9",
+            b"main_id:a\tb",
+        ] {
+            assert_eq!(
+                parse_args(args(bad)),
+                Err(TableError::BadMainId),
+                "{:?}",
+                bad
+            );
+        }
+    }
+
     struct Buf<'a> {
         b: &'a mut [u8],
         n: usize,
@@ -302,6 +392,8 @@ mod tests {
                 "/dev/a 0 /dev/b 2 read_retries:1 read_retries:2",
                 DuplicateOption,
             ),
+            ("/dev/a 0 /dev/b 1 main_id:", BadMainId),
+            ("/dev/a 0 /dev/b 2 main_id:a main_id:a", DuplicateOption),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line), Err(want), "line {:?}", line);

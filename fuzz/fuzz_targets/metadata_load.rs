@@ -44,6 +44,9 @@ fn seed() -> &'static Seed {
             },
             geometry: Geometry::for_spare(SPARE_SECTORS, 512, 0).unwrap(),
             features_compat: 0,
+            name: [0; dmremap_core::metadata::NAME_LEN],
+            target_begin: 0,
+            target_len: 0,
         };
         let a: Recs = (0..300u64)
             .map(|i| {

@@ -41,9 +41,13 @@ pub struct CreateArgs {
     /// Length of the device in sectors (default: from the offset to the end of main).
     #[arg(long, value_name = "SECTORS")]
     pub length: Option<u64>,
-    /// Device-mapper UUID for the new device.
+    /// Device-mapper UUID for the new device (default: `REMAP-<set uuid>` of the spare).
     #[arg(long)]
     pub uuid: Option<String>,
+    /// Stable identity of the main device recorded on the spare (default: read from sysfs:
+    /// wwid, device/wwid, dm/uuid, md/uuid, serial, device/serial).
+    #[arg(long, value_name = "ID")]
+    pub main_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,7 +106,7 @@ fn check_name(name: &str) -> Result<(), CliError> {
     dm::check_name(name).map_err(|m| CliError::usage(format!("{}: {m}", name.escape_default())))
 }
 
-fn open_dm(subject: &str) -> Result<Dm, CliError> {
+pub fn open_dm(subject: &str) -> Result<Dm, CliError> {
     Dm::open().map_err(|e| dm_error(subject, e))
 }
 
@@ -283,10 +287,13 @@ pub fn create(a: &CreateArgs, json: bool) -> Result<(), CliError> {
     if let Some(u) = &a.uuid {
         dm::check_uuid(u).map_err(|m| CliError::usage(format!("{name}: {m}")))?;
     }
-    let opts = dm::options(a.block_size, a.read_retries)
+    let mut opts = dm::options(a.block_size, a.read_retries)
         .map_err(|e| CliError::usage(format!("{name}: {e}")))?;
     let main = dm::probe_block_device(&a.main).map_err(|e| probe_error("main", e))?;
     let spare = dm::probe_block_device(&a.spare).map_err(|e| probe_error("spare", e))?;
+    let main_id = crate::activate::main_id_for(&main, a.main_id.as_deref())?;
+    crate::activate::set_main_id(&mut opts, &main_id)
+        .map_err(|e| CliError::usage(format!("{name}: {e}")))?;
     let seg = dm::plan_segment(0, &main, &spare, a.offset, a.length, opts)
         .map_err(|e| CliError::usage(format!("{name}: {e}")))?;
     let dmh = open_dm(name)?;
@@ -296,6 +303,11 @@ pub fn create(a: &CreateArgs, json: bool) -> Result<(), CliError> {
         .map_err(|e| dm_error(name, e))?;
     if let Some(e) = node_err {
         eprintln!("dmremap: {name}: warning: the device is live but its node was not made: {e}");
+    }
+    if a.uuid.is_none() {
+        if let Err(e) = crate::activate::adopt_set_uuid(&dmh, name, &spare) {
+            eprintln!("dmremap: {name}: warning: the device is live but has no REMAP- uuid: {e}");
+        }
     }
     let dev = dmh.remap_device(name).map_err(|e| dm_error(name, e))?;
     if json {

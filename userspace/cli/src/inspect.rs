@@ -73,6 +73,11 @@ fn open(path: &Path) -> Result<(FileSpare, u64), CliError> {
     ))
 }
 
+/// The set UUID as 32 hex digits (the form in the device-mapper UUID `REMAP-<hex>`).
+pub fn hex(u: &[u8; 16]) -> String {
+    u.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn uuid_text(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -85,15 +90,27 @@ fn uuid_text(u: &[u8; 16]) -> String {
     )
 }
 
+/// What the identity string is: version 1 recorded the main device's kernel name.
+fn id_kind(sb: &Superblock) -> &'static str {
+    if sb.version == 1 {
+        "kernel_name"
+    } else {
+        "main_id"
+    }
+}
+
 fn superblock_json(sb: &Superblock) -> Value {
     let g = &sb.set.geometry;
     json!({
+        "version": sb.version,
         "seq": sb.seq,
         "uuid": uuid_text(&sb.set.uuid),
+        "name": String::from_utf8_lossy(sb.set.name_bytes()),
         "main": {
             "sectors": sb.set.main.sectors,
             "offset": sb.set.main.offset,
             "id": String::from_utf8_lossy(sb.set.main.id_bytes()),
+            "id_kind": id_kind(sb),
         },
         "features_compat": sb.set.features_compat,
         "geometry": {
@@ -339,9 +356,16 @@ fn print_text(
         l.commit_target(),
         l.next_seq
     );
-    println!("set: uuid {}", uuid_text(&sb.set.uuid));
     println!(
-        "main device: id {:?}, {} sectors, remap block 0 at sector {}",
+        "set: uuid {} (device-mapper uuid REMAP-{}), name {:?}, format version {}",
+        uuid_text(&sb.set.uuid),
+        hex(&sb.set.uuid),
+        String::from_utf8_lossy(sb.set.name_bytes()),
+        sb.version
+    );
+    println!(
+        "main device: {} {:?}, {} sectors, remap block 0 at sector {}",
+        id_kind(sb),
         String::from_utf8_lossy(sb.set.main.id_bytes()),
         sb.set.main.sectors,
         sb.set.main.offset

@@ -5,6 +5,7 @@
 //!
 //! Exit codes: see [`error`].
 
+mod activate;
 #[cfg(feature = "devtools")]
 mod alloc_count;
 mod bench;
@@ -63,6 +64,19 @@ enum Cmd {
     Remove {
         /// Device name.
         name: String,
+    },
+    /// Create the devices recorded on spares, finding each main device by its stable identity.
+    Activate(activate::ActivateArgs),
+    /// Remove a device brought up by `activate` (same as `remove`).
+    Deactivate {
+        /// Device name.
+        name: String,
+    },
+    /// For the udev rule: print DMREMAP_SET=<uuid> when DEVNODE completes a remap set.
+    #[command(hide = true)]
+    UdevScan {
+        /// The device node of the udev event.
+        devnode: PathBuf,
     },
     /// List the device-mapper devices that have a `remap` target.
     List,
@@ -160,6 +174,9 @@ fn main() -> ExitCode {
     let result = match &cli.cmd {
         Cmd::Create(a) => dmcmd::create(a, json),
         Cmd::Remove { name } => dmcmd::remove(name, json),
+        Cmd::Activate(a) => activate::activate(a, json),
+        Cmd::Deactivate { name } => activate::deactivate(name, json),
+        Cmd::UdevScan { devnode } => activate::udev_scan(devnode),
         Cmd::List => dmcmd::list(json),
         Cmd::Status { name } => dmcmd::status(name, json),
         Cmd::Remap {

@@ -29,6 +29,9 @@ fn set() -> SetInfo {
         },
         geometry: Geometry::for_spare(SPARE_SECTORS, 4096, 16).unwrap(),
         features_compat: 0,
+        name: [0; dmremap_core::metadata::NAME_LEN],
+        target_begin: 0,
+        target_len: 0,
     }
 }
 
@@ -274,7 +277,11 @@ fn header_structs_match_the_codec() {
         (offset_of!(sb, uuid), layout::SB_UUID),
         (offset_of!(sb, main_sectors), layout::SB_MAIN_SECTORS),
         (offset_of!(sb, main_offset), layout::SB_MAIN_OFFSET),
+        (offset_of!(sb, main_id_v1), layout::SB_MAIN_ID_V1),
         (offset_of!(sb, main_id), layout::SB_MAIN_ID),
+        (offset_of!(sb, name), layout::SB_NAME),
+        (offset_of!(sb, target_begin), layout::SB_TARGET_BEGIN),
+        (offset_of!(sb, target_len), layout::SB_TARGET_LEN),
         (offset_of!(sb, block_size), layout::SB_BLOCK_SIZE),
         (offset_of!(sb, md_block_size), layout::SB_MD_BLOCK_SIZE),
         (offset_of!(sb, spare_sectors), layout::SB_SPARE_SECTORS),
@@ -337,6 +344,9 @@ fn header_structs_match_the_codec() {
     assert_eq!(uapi::DMR_MD_SLOT_MASK, m::SLOT_MASK);
     assert_eq!(uapi::DMR_MD_UUID_LEN as usize, m::UUID_LEN);
     assert_eq!(uapi::DMR_MD_MAIN_ID_LEN as usize, m::MAIN_ID_LEN);
+    assert_eq!(uapi::DMR_MD_MAIN_ID_V1_LEN as usize, m::MAIN_ID_V1_LEN);
+    assert_eq!(uapi::DMR_MD_NAME_LEN as usize, m::NAME_LEN);
+    assert_eq!(uapi::DMR_MD_VERSION_MIN, m::VERSION_MIN);
     assert_eq!(
         uapi::DMR_MD_FEATURES_INCOMPAT_SUPPORTED,
         m::FEATURES_INCOMPAT_SUPPORTED
@@ -360,6 +370,11 @@ fn header_structs_match_the_codec() {
     assert_eq!(u64_at(offset_of!(sb, spare_sectors)), SPARE_SECTORS);
     assert_eq!(u32_at(offset_of!(sb, block_size)), 4096);
     assert_eq!(&img[offset_of!(sb, uuid)..offset_of!(sb, uuid) + 16], &UUID);
+    assert_eq!(u32_at(offset_of!(sb, version)), 2);
+    assert_eq!(
+        &img[offset_of!(sb, main_id)..offset_of!(sb, main_id) + 12],
+        b"QM00001-test"
+    );
     let r0 = 8 * 512 + offset_of!(rb, records);
     assert_eq!(u64_at(r0 + offset_of!(dmr_md_record, block)), 7);
     assert_eq!(u64_at(r0 + offset_of!(dmr_md_record, state_slot)), 1 << 56);

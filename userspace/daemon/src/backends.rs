@@ -1,7 +1,8 @@
 //! The real implementations of the daemon's backend traits:
 //!
-//! - [`ControlEvents`] ([`KernelEvents`]): polls the module's event ring with `DMR_IOC_EVENTS`
-//!   on `/dev/dm-remap` and maps every event type to a daemon event;
+//! - [`ControlEvents`] ([`KernelEvents`]): reads the module's event ring with `DMR_IOC_EVENTS`
+//!   on `/dev/dm-remap`, sleeps in poll() on it while the ring has nothing new, and maps every
+//!   event type to a daemon event;
 //! - [`ScraperProbe`] ([`HealthProbe`]): one NVMe scrape cycle (sysfs discovery, cached type
 //!   detection, SMART/health, the error log when its count moved) per interval; new media errors
 //!   in the error log are mapped onto the remap devices built on the namespace and marked
@@ -141,25 +142,101 @@ pub struct ControlEvents {
     path: PathBuf,
     ctl: Option<Control>,
     next_seq: Option<u64>,
+    /// Where this file's read() cursor was put (poll() reports events from there on).
+    seeked: Option<u64>,
+    /// Fallback sleep when the cursor cannot be moved.
     poll: Duration,
     facts: HashMap<DevId, (TargetFacts, Instant)>,
     dm: Option<Dm>,
     unknown: u64,
+    /// An eventfd that wakes a poll() in progress (on stop); without one (out of descriptors)
+    /// the reader is called with a timeout instead.
+    wake: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl ControlEvents {
     /// A reader of `path` (normally `/dev/dm-remap`), opened on the first read and reopened
-    /// after a failure, so the daemon may start before the module is loaded.
+    /// after a failure, so the daemon may start before the module is loaded. `poll` is the
+    /// sleep between reads only when the file's read cursor cannot be moved (otherwise the
+    /// reader sleeps in poll() until an event is raised or it is woken).
     pub fn new(path: &Path, poll: Duration) -> ControlEvents {
+        // SAFETY: eventfd(2) with valid flags; the result is checked before use.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        // SAFETY: `fd` is a new descriptor owned by nobody else.
+        let wake = (fd >= 0).then(|| {
+            Arc::new(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+        });
         ControlEvents {
             path: path.to_path_buf(),
             ctl: None,
             next_seq: None,
+            seeked: None,
             poll,
             facts: HashMap::new(),
             dm: None,
             unknown: 0,
+            wake,
         }
+    }
+
+    /// Sleeps until the ring has an event at or after `next_seq`, `timeout` passes, or the
+    /// reader is woken; `true` when woken.
+    fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let next = self.next_seq.unwrap_or(1);
+        if self.seeked != Some(next) {
+            // poll() reports EPOLLIN while read() from the file's cursor has a record: keep
+            // that cursor at the next event this reader wants.
+            match self
+                .ctl()?
+                .seek_events(dmremap_lib::control::Seek::Seq(next))
+            {
+                Ok(_) => self.seeked = Some(next),
+                Err(e) => {
+                    log::debug!("kernel events: cannot move the read cursor to {next}: {e}");
+                    std::thread::sleep(self.poll.min(timeout));
+                    return Ok(false);
+                }
+            }
+        }
+        let ctl_fd = self.ctl()?.file().as_raw_fd();
+        // Without an eventfd the second entry is ignored (negative fd).
+        let wake_fd = self.wake.as_ref().map_or(-1, |w| w.as_raw_fd());
+        let mut fds = [
+            libc::pollfd {
+                fd: ctl_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: two valid pollfds for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            let mut v = [0u8; 8];
+            // SAFETY: reads the eventfd's 8-byte counter into `v`, resetting it.
+            unsafe { libc::read(wake_fd, v.as_mut_ptr().cast(), 8) };
+            return Ok(true);
+        }
+        if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            self.ctl = None;
+            self.seeked = None;
+            return Err(other("poll on the control device failed"));
+        }
+        Ok(false)
     }
 
     /// Events of types this build does not know, skipped so far.
@@ -216,6 +293,7 @@ impl KernelEvents for ControlEvents {
                 Err(e) => {
                     // Reopen on the next call (the module may have been reloaded).
                     self.ctl = None;
+                    self.seeked = None;
                     return Err(other(e));
                 }
             };
@@ -268,8 +346,28 @@ impl KernelEvents for ControlEvents {
             if now >= deadline {
                 return Ok(());
             }
-            std::thread::sleep(self.poll.min(deadline - now));
+            if self.wait(deadline - now)? {
+                return Ok(());
+            }
         }
+    }
+
+    fn waker(&self) -> Option<crate::source::StopHook> {
+        let wake = self.wake.clone()?;
+        Some(Arc::new(move || {
+            use std::os::fd::AsRawFd;
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from `one` to the eventfd (adds 1 to its counter).
+            unsafe { libc::write(wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+        }))
+    }
+
+    fn start_at(&mut self, seq: u64) {
+        self.next_seq = Some(seq);
+    }
+
+    fn cursor(&self) -> Option<u64> {
+        self.next_seq
     }
 }
 
@@ -554,10 +652,46 @@ pub struct ScraperProbe {
     scraper: Scraper<IoctlTransport>,
     sys: PathBuf,
     last: HashMap<String, io::Result<HealthSnapshot>>,
-    /// Highest error log Error Count handled per controller.
+    /// Highest error log Error Count handled per controller, by [`controller_key`].
     seen_errors: HashMap<String, u64>,
+    /// Where `seen_errors` is kept across restarts.
+    state: Option<PathBuf>,
     marker: Option<DmMarker>,
     pub stats: Arc<ProbeStats>,
+}
+
+/// The key a controller's error-log position is kept under: its serial number (kernel names
+/// change between boots), or its name when sysfs has none.
+pub fn controller_key(sys: &Path, name: &str) -> String {
+    std::fs::read_to_string(sys.join("class/nvme").join(name).join("serial"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("serial:{s}"))
+        .unwrap_or_else(|| format!("name:{name}"))
+}
+
+/// Reads kept error-log positions (a JSON object of key -> highest Error Count handled).
+pub fn load_error_log_state(path: &Path) -> HashMap<String, u64> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+/// Keeps error-log positions: written to a temporary file, synced, renamed over `path`.
+pub fn save_error_log_state(path: &Path, seen: &HashMap<String, u64>) -> io::Result<()> {
+    use std::io::Write;
+    let sorted: std::collections::BTreeMap<&String, &u64> = seen.iter().collect();
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(
+        serde_json::to_string_pretty(&sorted)
+            .map_err(other)?
+            .as_bytes(),
+    )?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Error-log marking counters.
@@ -595,9 +729,18 @@ impl ScraperProbe {
             sys: sys.to_path_buf(),
             last: HashMap::new(),
             seen_errors: HashMap::new(),
+            state: None,
             marker,
             stats: Arc::default(),
         }
+    }
+
+    /// Keep the error-log positions in `path` (loaded now, saved whenever they move), so an
+    /// entry handled before a restart is not marked again after it.
+    pub fn with_state(mut self, path: PathBuf) -> ScraperProbe {
+        self.seen_errors = load_error_log_state(&path);
+        self.state = Some(path);
+        self
     }
 }
 
@@ -623,14 +766,16 @@ impl HealthProbe for ScraperProbe {
                 temperature_kelvin: s.temperature,
             });
             if let Some(Ok(entries)) = &c.errors {
-                let seen = self.seen_errors.get(&c.name).copied().unwrap_or(0);
+                let key = controller_key(&self.sys, &c.name);
+                let seen = self.seen_errors.get(&key).copied().unwrap_or(0);
                 let new: Vec<ErrorLogEntry> = entries
                     .iter()
                     .filter(|e| e.error_count > seen)
                     .copied()
                     .collect();
-                if let Some(max) = entries.iter().map(|e| e.error_count).max() {
-                    self.seen_errors.insert(c.name.clone(), max.max(seen));
+                let max = entries.iter().map(|e| e.error_count).max().unwrap_or(0);
+                if max > seen {
+                    self.seen_errors.insert(key, max);
                 }
                 if !new.is_empty() {
                     if uses.is_none() {
@@ -669,6 +814,16 @@ impl HealthProbe for ScraperProbe {
                     }
                     for e in &o.errors {
                         log::warn!("nvme: {}: marking pending failed: {e}", c.name);
+                    }
+                }
+                if max > seen {
+                    if let Some(p) = &self.state {
+                        if let Err(e) = save_error_log_state(p, &self.seen_errors) {
+                            log::warn!(
+                                "nvme: cannot keep error-log positions in {}: {e}",
+                                p.display()
+                            );
+                        }
                     }
                 }
             }
@@ -962,5 +1117,27 @@ mod tests {
             .mark_pending(f.path().to_str().unwrap(), 0, 8)
             .unwrap_err();
         assert!(e.to_string().contains("not a block device"), "{e}");
+    }
+
+    #[test]
+    fn error_log_positions_are_kept_by_serial() {
+        let d = tempfile::tempdir().unwrap();
+        let sys = d.path();
+        std::fs::create_dir_all(sys.join("class/nvme/nvme0")).unwrap();
+        std::fs::write(sys.join("class/nvme/nvme0/serial"), "S3EVNX0K123456  \n").unwrap();
+        std::fs::create_dir_all(sys.join("class/nvme/nvme1")).unwrap();
+        assert_eq!(controller_key(sys, "nvme0"), "serial:S3EVNX0K123456");
+        assert_eq!(controller_key(sys, "nvme1"), "name:nvme1");
+        let state = d.path().join("nvme-error-log.json");
+        assert!(load_error_log_state(&state).is_empty());
+        let mut m = HashMap::new();
+        m.insert("serial:S3EVNX0K123456".to_string(), 17u64);
+        save_error_log_state(&state, &m).unwrap();
+        assert_eq!(load_error_log_state(&state), m);
+        std::fs::write(&state, "not json").unwrap();
+        assert!(
+            load_error_log_state(&state).is_empty(),
+            "a damaged file starts over"
+        );
     }
 }

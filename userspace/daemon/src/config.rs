@@ -165,8 +165,12 @@ pub struct KernelSourceConfig {
     pub enabled: bool,
     /// The control device events are read from.
     pub device: String,
-    /// Longest blocking read, ms (also the longest delay before noticing a stop).
+    /// Longest blocking read, ms, of a reader that cannot be woken on stop (the control
+    /// device reader sleeps in poll() until an event or a stop, without a timeout).
     pub poll_timeout_ms: u64,
+    /// Where the next event sequence number to read is kept across restarts (empty: not kept;
+    /// the daemon then starts at the end of the ring).
+    pub cursor_file: String,
 }
 
 impl Default for KernelSourceConfig {
@@ -175,6 +179,7 @@ impl Default for KernelSourceConfig {
             enabled: true,
             device: "/dev/dm-remap".into(),
             poll_timeout_ms: 500,
+            cursor_file: "/var/lib/dmremapd/kernel-events.cursor".into(),
         }
     }
 }
@@ -187,6 +192,9 @@ pub struct NvmeSourceConfig {
     pub interval_s: u64,
     /// Controllers to watch (`nvme0`, ...); empty = all.
     pub devices: Vec<String>,
+    /// Where the highest Error Information log entry handled per controller (by serial number)
+    /// is kept across restarts (empty: not kept; every entry is handled again after a restart).
+    pub error_log_state: String,
 }
 
 impl Default for NvmeSourceConfig {
@@ -195,6 +203,7 @@ impl Default for NvmeSourceConfig {
             enabled: true,
             interval_s: 60,
             devices: vec![],
+            error_log_state: "/var/lib/dmremapd/nvme-error-log.json".into(),
         }
     }
 }

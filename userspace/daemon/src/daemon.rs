@@ -17,6 +17,7 @@ use crate::event::{EventKind, Phase};
 use crate::http::{self, Handler, HttpServer, Response};
 use crate::kernel::{KernelEvents, KernelSource, SysfsNames};
 use crate::metrics::{self, DaemonCollector, DaemonCounters, EventMetrics, PromSink};
+use crate::notify;
 use crate::nvme::{HealthProbe, NvmeSettings, NvmeSource, NvmeStats};
 use crate::pipeline::{Emitter, Pipeline, PipelineStats, Sink, SinkControl};
 use crate::procfs;
@@ -38,6 +39,8 @@ pub struct Backends {
     pub extra_sources: Vec<Box<dyn Source>>,
     /// Further sinks (tests).
     pub extra_sinks: Vec<Box<dyn Sink>>,
+    /// Status of the remap devices for the per-device metrics; without it they are not exported.
+    pub device_status: Option<Box<dyn crate::field::DeviceStatus>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -243,6 +246,7 @@ impl Daemon {
             None
         };
         sinks.append(&mut backends.extra_sinks);
+        sinks.push(Box::new(crate::field::JournalSink));
 
         let pipeline = Pipeline::start(
             &cfg.queue.pipeline(),
@@ -272,11 +276,17 @@ impl Daemon {
         let mut to_start: Vec<Box<dyn Source>> = Vec::new();
         if d.cfg.sources.kernel.enabled {
             match backends.kernel_events.take() {
-                Some(r) => to_start.push(Box::new(KernelSource::new(
-                    r,
-                    Box::new(SysfsNames::new()),
-                    Duration::from_millis(d.cfg.sources.kernel.poll_timeout_ms),
-                ))),
+                Some(r) => {
+                    let mut s = KernelSource::new(
+                        r,
+                        Box::new(SysfsNames::new()),
+                        Duration::from_millis(d.cfg.sources.kernel.poll_timeout_ms),
+                    );
+                    if !d.cfg.sources.kernel.cursor_file.is_empty() {
+                        s = s.with_cursor_file(PathBuf::from(&d.cfg.sources.kernel.cursor_file));
+                    }
+                    to_start.push(Box::new(s));
+                }
                 None => log::info!(
                     "kernel event source: no reader for {} given; not started",
                     d.cfg.sources.kernel.device
@@ -324,6 +334,10 @@ impl Daemon {
                     started: Instant::now(),
                     nvme: d.nvme_stats.clone(),
                 },
+                backends
+                    .device_status
+                    .take()
+                    .map(|status| crate::field::DeviceCollector { status }),
             ));
             let shared = p.shared().clone();
             let nvme = d.nvme_stats.clone();
@@ -509,6 +523,16 @@ impl Daemon {
         field!("sources.nvme.enabled", sources.nvme.enabled, false);
         field!("sources.nvme.interval_s", sources.nvme.interval_s, true);
         field!("sources.nvme.devices", sources.nvme.devices, true);
+        field!(
+            "sources.kernel.cursor_file",
+            sources.kernel.cursor_file,
+            false
+        );
+        field!(
+            "sources.nvme.error_log_state",
+            sources.nvme.error_log_state,
+            false
+        );
         field!("scrub.enabled", scrub.enabled, false);
         field!("scrub.devices", scrub.devices, false);
         field!("scrub.rate_mb_s", scrub.rate_mb_s, true);
@@ -676,15 +700,26 @@ pub fn run(
     }
     let mut d = Daemon::start(cfg, backends)?;
     log::info!("started (pid {})", std::process::id());
+    notify::tell("READY=1\nSTATUS=running");
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
                 log::info!("SIGHUP: reloading configuration and reopening output");
+                notify::tell(&format!(
+                    "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+                    notify::monotonic_usec()
+                ));
                 if let Some(p) = &config_path {
                     match Config::load(p) {
                         Ok(new) => {
                             // reload() also reopens the JSON-lines file (at its new path if it changed).
-                            d.reload(new);
+                            let rep = d.reload(new);
+                            notify::tell(&format!(
+                                "READY=1\nSTATUS=running; reloaded: {} applied, {} need a restart, {} errors",
+                                rep.applied.len(),
+                                rep.needs_restart.len(),
+                                rep.errors.len()
+                            ));
                             continue;
                         }
                         Err(e) => {
@@ -693,16 +728,27 @@ pub fn run(
                                 "reload of {} rejected, keeping the running configuration:\n{e}",
                                 p.display()
                             );
+                            let _ = d.reopen();
+                            notify::tell(&format!(
+                                "READY=1\nERRNO={}\nSTATUS={}",
+                                libc::EINVAL,
+                                notify::status_line(&format!(
+                                    "running the previous configuration; reload rejected: {e}"
+                                ))
+                            ));
+                            continue;
                         }
                     }
                 }
                 let _ = d.reopen();
+                notify::tell("READY=1\nSTATUS=running; output reopened");
             }
             SIGTERM | SIGINT => {
                 log::info!(
                     "{}: draining",
                     if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
                 );
+                notify::tell("STOPPING=1\nSTATUS=draining");
                 break;
             }
             _ => {}

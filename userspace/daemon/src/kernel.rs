@@ -37,8 +37,38 @@ pub struct KernelEvent {
 /// Blocking reader of kernel events.
 pub trait KernelEvents: Send {
     /// Waits up to `timeout` for events and appends the ones available to `out`. Returning `Ok`
-    /// with nothing appended means the timeout passed.
+    /// with nothing appended means the timeout passed (or the reader was woken).
     fn read_batch(&mut self, out: &mut Vec<KernelEvent>, timeout: Duration) -> io::Result<()>;
+    /// A function that makes a `read_batch` in progress return at once. A reader that has one
+    /// is called without a timeout (no periodic wake-ups while idle) and woken on stop.
+    fn waker(&self) -> Option<crate::source::StopHook> {
+        None
+    }
+    /// Start at sequence number `seq` (a cursor kept from an earlier run) instead of the end of
+    /// the ring. Events before the oldest one still held are reported as lost.
+    fn start_at(&mut self, _seq: u64) {}
+    /// The sequence number of the next event to read, once known.
+    fn cursor(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// How long a wakeable reader waits at most when idle (it is woken on stop anyway).
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
+/// Reads the kept cursor: the decimal sequence number of the next event to read.
+pub fn load_cursor(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Keeps the cursor: written to a temporary file, synced, and renamed over `path`.
+pub fn save_cursor(path: &std::path::Path, seq: u64) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{seq}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Maps device numbers to names.
@@ -100,6 +130,10 @@ pub struct KernelSource {
     last_seq: Option<u64>,
     module: Arc<str>,
     buf: Vec<KernelEvent>,
+    /// Where the cursor is kept across restarts.
+    cursor_file: Option<std::path::PathBuf>,
+    saved: Option<u64>,
+    cursor_warned: bool,
 }
 
 impl KernelSource {
@@ -115,6 +149,51 @@ impl KernelSource {
             last_seq: None,
             module: Arc::from("dm-remap"),
             buf: Vec::with_capacity(256),
+            cursor_file: None,
+            saved: None,
+            cursor_warned: false,
+        }
+    }
+
+    /// Keep the cursor in `path`: on start, reading resumes there (events raised while the
+    /// daemon was down are reported; those the ring no longer holds as `kernel_events_lost`);
+    /// after each batch accepted into the pipeline it is updated.
+    pub fn with_cursor_file(mut self, path: std::path::PathBuf) -> KernelSource {
+        self.cursor_file = Some(path);
+        self
+    }
+
+    fn resume(&mut self) {
+        let Some(p) = &self.cursor_file else { return };
+        if let Some(seq) = load_cursor(p).filter(|&s| s >= 1) {
+            log::info!(
+                "kernel events: resuming at sequence number {seq} ({})",
+                p.display()
+            );
+            self.reader.start_at(seq);
+            self.last_seq = Some(seq - 1);
+            self.saved = Some(seq);
+        }
+    }
+
+    fn keep_cursor(&mut self) {
+        let (Some(p), Some(c)) = (&self.cursor_file, self.reader.cursor()) else {
+            return;
+        };
+        if self.saved == Some(c) {
+            return;
+        }
+        match save_cursor(p, c) {
+            Ok(()) => self.saved = Some(c),
+            Err(e) => {
+                if !self.cursor_warned {
+                    log::warn!(
+                        "kernel events: cannot keep the cursor in {}: {e}",
+                        p.display()
+                    );
+                    self.cursor_warned = true;
+                }
+            }
         }
     }
 
@@ -130,9 +209,8 @@ impl KernelSource {
                     );
                 }
             }
-            if self.last_seq.is_none_or(|l| kev.seq > l) {
-                self.last_seq = Some(kev.seq);
-            }
+            // Events come in order; a lower number means the module was reloaded.
+            self.last_seq = Some(kev.seq);
             let device = self.names.name(kev.dev);
             let mut ev = Event::new(ctx.emitter.source().clone(), device, kev.kind);
             if let Some(ts) = kev.ts {
@@ -140,6 +218,8 @@ impl KernelSource {
             }
             ctx.emitter.push(ev);
         }
+        // The events are accepted (a stop drains them to the sinks): move the kept cursor.
+        self.keep_cursor();
     }
 }
 
@@ -151,8 +231,16 @@ impl Source for KernelSource {
     fn run(&mut self, ctx: &SourceContext) -> io::Result<()> {
         let mut backoff = Duration::from_secs(1);
         let mut failing = false;
+        self.resume();
+        let timeout = match self.reader.waker() {
+            Some(w) => {
+                ctx.stop.on_stop(w);
+                IDLE_WAIT
+            }
+            None => self.timeout,
+        };
         while !ctx.stop.is_stopped() {
-            match self.reader.read_batch(&mut self.buf, self.timeout) {
+            match self.reader.read_batch(&mut self.buf, timeout) {
                 Ok(()) => {
                     if failing {
                         log::info!("kernel events: reading works again");
@@ -316,6 +404,114 @@ mod tests {
         stop.stop();
         h.join().unwrap().unwrap();
         assert!(t.elapsed() < Duration::from_millis(500));
+    }
+
+    /// A ring holding events `first..next`, read from a cursor; wakeable.
+    struct Ring {
+        first: u64,
+        next: u64,
+        at: Option<u64>,
+        started_at: Arc<Mutex<Option<u64>>>,
+        woken: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl KernelEvents for Ring {
+        fn read_batch(&mut self, out: &mut Vec<KernelEvent>, timeout: Duration) -> io::Result<()> {
+            let at = self.at.unwrap_or(self.next).max(self.first);
+            if at < self.next {
+                out.extend((at..self.next).map(|s| kev(s, 0)));
+                self.at = Some(self.next);
+                return Ok(());
+            }
+            self.at = Some(at);
+            // Idle: a wakeable reader is called without a timeout.
+            assert!(
+                timeout >= Duration::from_secs(60),
+                "idle wait of {timeout:?}"
+            );
+            let t = Instant::now();
+            while !self.woken.load(std::sync::atomic::Ordering::SeqCst)
+                && t.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+        fn waker(&self) -> Option<crate::source::StopHook> {
+            let w = self.woken.clone();
+            Some(Arc::new(move || {
+                w.store(true, std::sync::atomic::Ordering::SeqCst)
+            }))
+        }
+        fn start_at(&mut self, seq: u64) {
+            self.at = Some(seq);
+            *self.started_at.lock().unwrap() = Some(seq);
+        }
+        fn cursor(&self) -> Option<u64> {
+            self.at
+        }
+    }
+
+    fn run_ring(cursor: &std::path::Path, first: u64, next: u64) -> (Vec<Event>, Option<u64>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let p = Pipeline::start(
+            &PipelineConfig::default(),
+            vec![Box::new(Collect(got.clone()))],
+            Box::new(|| {}),
+        )
+        .unwrap();
+        let stop = StopToken::new();
+        let ctx = SourceContext {
+            emitter: p.emitter("kernel"),
+            stop: stop.clone(),
+        };
+        let started_at = Arc::new(Mutex::new(None));
+        let ring = Ring {
+            first,
+            next,
+            at: None,
+            started_at: started_at.clone(),
+            woken: Default::default(),
+        };
+        let mut src = KernelSource::new(Box::new(ring), Box::new(Names), Duration::from_millis(10))
+            .with_cursor_file(cursor.to_path_buf());
+        let h = std::thread::spawn(move || src.run(&ctx));
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        stop.stop();
+        h.join().unwrap().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "woken on stop");
+        p.close();
+        let got = got.lock().unwrap().clone();
+        let s = *started_at.lock().unwrap();
+        (got, s)
+    }
+
+    #[test]
+    fn cursor_is_kept_and_resumed_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cursor = dir.path().join("kernel-events.cursor");
+        // First run without a cursor: starts at the end of the ring (nothing replayed).
+        let (got, started) = run_ring(&cursor, 1, 4);
+        assert!(got.is_empty() && started.is_none());
+        assert_eq!(load_cursor(&cursor), Some(4));
+        // Events 4..9 were raised while the daemon was down: all reported, none twice.
+        let (got, started) = run_ring(&cursor, 1, 9);
+        assert_eq!(started, Some(4));
+        let seqs: Vec<u64> = got
+            .iter()
+            .map(|e| match e.kind {
+                EventKind::RemapDone { spare_slot, .. } => spare_slot,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(seqs, vec![4, 5, 6, 7, 8]);
+        assert_eq!(load_cursor(&cursor), Some(9));
+        // Down while the ring overflowed: 9..12 are gone; reported as lost, then 12..14.
+        let (got, _) = run_ring(&cursor, 12, 14);
+        assert_eq!(got[0].kind, EventKind::KernelEventsLost { count: 3 });
+        assert_eq!(got.len(), 3);
+        assert_eq!(load_cursor(&cursor), Some(14));
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub fn run(o: &LoadTestOptions) -> io::Result<LoadTestResult> {
                     started: Instant::now(),
                     nvme: None,
                 },
+                None,
             ));
             let h: http::Handler = Arc::new(move |p: &str| match p {
                 "/metrics" => Response::ok(metrics::CONTENT_TYPE, metrics::encode(&reg)),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dmremap_lib::tune;
 use dmremapd::backends::{ControlEvents, DmMarker, ScraperProbe};
 use dmremapd::config::Config;
@@ -19,6 +19,7 @@ use dmremapd::source::StopToken;
 
 #[cfg(feature = "devtools")]
 mod devtools;
+mod man_and_completions;
 
 #[derive(Parser)]
 #[command(name = "dmremapd", version, about = "dm-remap health daemon")]
@@ -41,6 +42,17 @@ enum Cmd {
     },
     /// Print the default configuration as TOML.
     PrintDefaultConfig,
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff, section 8), or write one page per command into a directory.
+    Manpage {
+        /// Write dmremapd.8, dmremapd-scrub.8, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Read a device or file end to end once, reporting unreadable blocks.
     Scrub(ScrubArgs),
     /// Development tools: load tests, benchmarks, error-log injection.
@@ -96,6 +108,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Cmd::Completions { shell }) => man_and_completions::completions(Cli::command(), shell),
+        Some(Cmd::Manpage { dir }) => man_and_completions::manpage(Cli::command(), dir.as_deref()),
         Some(Cmd::PrintDefaultConfig) => {
             print!("{}", Config::default_toml());
             ExitCode::SUCCESS
@@ -128,12 +142,17 @@ fn run_daemon(config: Option<PathBuf>) -> ExitCode {
         )));
     }
     if cfg.sources.nvme.enabled {
-        backends.nvme_probe = Some(Box::new(ScraperProbe::new(
+        let mut probe = ScraperProbe::new(
             std::path::Path::new("/sys"),
             std::path::Path::new("/dev"),
             Some(DmMarker::new()),
-        )));
+        );
+        if !cfg.sources.nvme.error_log_state.is_empty() {
+            probe = probe.with_state(PathBuf::from(&cfg.sources.nvme.error_log_state));
+        }
+        backends.nvme_probe = Some(Box::new(probe));
     }
+    backends.device_status = Some(Box::new(dmremapd::field::DmDeviceStatus::new()));
     if cfg.scrub.enabled {
         backends.pending_marker = Some(Box::new(DmMarker::new()));
     }

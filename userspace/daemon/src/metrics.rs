@@ -59,9 +59,8 @@ pub struct EventMetrics {
     pub nvme_available_spare: Family<DeviceLabels, Gauge>,
     pub nvme_available_spare_threshold: Family<DeviceLabels, Gauge>,
     pub nvme_percentage_used: Family<DeviceLabels, Gauge>,
-    pub nvme_media_errors: Family<DeviceLabels, Gauge>,
-    pub spare_used: Family<DeviceLabels, Gauge>,
-    pub spare_total: Family<DeviceLabels, Gauge>,
+    /// The device's own cumulative count (SMART `media_errors`), exported as a counter.
+    pub nvme_media_errors: Family<DeviceLabels, Counter>,
     pub scrub_position: Family<DeviceLabels, Gauge>,
     pub scrub_size: Family<DeviceLabels, Gauge>,
     pub scrub_unreadable: Family<DeviceLabels, Counter>,
@@ -98,18 +97,8 @@ impl EventMetrics {
         );
         r.register(
             "nvme_media_errors",
-            "NVMe media and data integrity errors",
+            "NVMe media and data integrity errors (the controller's SMART count)",
             self.nvme_media_errors.clone(),
-        );
-        r.register(
-            "spare_used_blocks",
-            "dm-remap spare slots in use (last reported)",
-            self.spare_used.clone(),
-        );
-        r.register(
-            "spare_total_blocks",
-            "dm-remap spare slots in all (last reported)",
-            self.spare_total.clone(),
         );
         r.register(
             "scrub_position_bytes",
@@ -169,19 +158,12 @@ impl EventMetrics {
                 self.nvme_percentage_used
                     .get_or_create(&l)
                     .set(*percentage_used as i64);
-                self.nvme_media_errors
-                    .get_or_create(&l)
-                    .set(*media_errors as i64);
-            }
-            EventKind::SpareLow { used, total } => {
-                let l = Self::dev(d);
-                self.spare_used.get_or_create(&l).set(*used as i64);
-                self.spare_total.get_or_create(&l).set(*total as i64);
-            }
-            EventKind::SpareExhausted { total } => {
-                let l = Self::dev(d);
-                self.spare_used.get_or_create(&l).set(*total as i64);
-                self.spare_total.get_or_create(&l).set(*total as i64);
+                // The controller's count only grows; follow it.
+                let c = self.nvme_media_errors.get_or_create(&l);
+                let seen = c.get();
+                if *media_errors > seen {
+                    c.inc_by(*media_errors - seen);
+                }
             }
             EventKind::ScrubProgress {
                 offset,
@@ -292,8 +274,6 @@ fn has_values(k: &EventKind) -> bool {
     matches!(
         k,
         EventKind::NvmeHealth { .. }
-            | EventKind::SpareLow { .. }
-            | EventKind::SpareExhausted { .. }
             | EventKind::ScrubProgress { .. }
             | EventKind::ScrubUnreadable { .. }
             | EventKind::KernelEventsLost { .. }
@@ -494,12 +474,22 @@ fn counter(
     ConstCounter::new(v).encode(m)
 }
 
-/// Builds the registry (prefix `dmremapd`) with the event metrics and the daemon collector.
-pub fn registry(m: &EventMetrics, collector: DaemonCollector) -> Registry {
-    let mut r = Registry::with_prefix("dmremapd");
-    m.register(&mut r);
+/// Builds the registry: the event metrics, the daemon collector and, when given, the per-device
+/// collector under the prefix `dmremapd`, plus the unprefixed `process_start_time_seconds`.
+pub fn registry(
+    m: &EventMetrics,
+    collector: DaemonCollector,
+    devices: Option<crate::field::DeviceCollector>,
+) -> Registry {
+    let mut top = Registry::default();
+    top.register_collector(Box::new(crate::field::ProcessCollector::now()));
+    let r = top.sub_registry_with_prefix("dmremapd");
+    m.register(r);
     r.register_collector(Box::new(collector));
-    r
+    if let Some(d) = devices {
+        r.register_collector(Box::new(d));
+    }
+    top
 }
 
 /// Encodes the registry in the OpenMetrics text format.

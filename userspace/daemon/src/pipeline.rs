@@ -339,6 +339,8 @@ enum Control {
         SinkControl,
         Option<crossbeam_channel::Sender<ControlAnswers>>,
     ),
+    /// Look at `closed` again (sent on shutdown).
+    Wake,
 }
 
 /// A running pipeline.
@@ -349,7 +351,9 @@ pub struct Pipeline {
     dispatcher: Option<JoinHandle<()>>,
 }
 
-const TICK: Duration = Duration::from_millis(100);
+/// How long the dispatcher waits for events: control requests and shutdown wake it, so an idle daemon does
+/// not wake up periodically.
+const IDLE: Duration = Duration::from_secs(3600);
 
 impl Pipeline {
     /// Starts the dispatcher thread. `on_start` runs first on that thread (tuning, registration).
@@ -468,6 +472,7 @@ impl Pipeline {
     fn shutdown(&mut self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         self.tx = None;
+        let _ = self.ctl.send(Control::Wake);
         if let Some(h) = self.dispatcher.take() {
             let _ = h.join();
         }
@@ -508,7 +513,10 @@ fn dispatch(
                 }
             }
         }
-        while let Ok(Control::Sinks(req, reply)) = ctl.try_recv() {
+        while let Ok(c) = ctl.try_recv() {
+            let Control::Sinks(req, reply) = c else {
+                continue;
+            };
             let mut answers = Vec::new();
             for s in sinks.iter_mut() {
                 answers.push((s.name().to_string(), s.control(&req)));
@@ -524,14 +532,16 @@ fn dispatch(
         let wait = if closed {
             Duration::from_millis(1)
         } else {
-            TICK
+            IDLE
         };
-        match rx.recv_batch(
+        match rx.recv_batch_or_wake(
             &mut batch,
             max,
             wait,
             if closed { Duration::ZERO } else { linger },
+            &ctl,
         ) {
+            Recv::Woken => {}
             Recv::Got(_) => {
                 deliver(&mut batch, &mut sinks, &shared, &mut seq);
                 shared.depth.store(rx.len(), Ordering::Relaxed);

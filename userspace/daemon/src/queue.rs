@@ -23,6 +23,8 @@ pub enum Recv {
     Timeout,
     /// No producer is left and the queue is empty.
     Disconnected,
+    /// `wake` of [`Rx::recv_batch_or_wake`] became ready first (nothing was taken from it).
+    Woken,
 }
 
 /// The producer side; clone it for each producer.
@@ -63,6 +65,29 @@ impl Rx {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Like [`Rx::recv_batch`], but also returns [`Recv::Woken`] as soon as `wake` has a message
+    /// (or is disconnected), without taking it.
+    pub fn recv_batch_or_wake<T>(
+        &self,
+        out: &mut Vec<Event>,
+        max: usize,
+        timeout: Duration,
+        linger: Duration,
+        wake: &crossbeam_channel::Receiver<T>,
+    ) -> Recv {
+        if self.0.is_empty() {
+            let mut sel = crossbeam_channel::Select::new();
+            sel.recv(&self.0);
+            let woken = sel.recv(wake);
+            match sel.ready_timeout(timeout) {
+                Ok(i) if i == woken => return Recv::Woken,
+                Ok(_) => {}
+                Err(_) => return Recv::Timeout,
+            }
+        }
+        self.recv_batch(out, max, Duration::ZERO, linger)
     }
 
     /// Waits up to `timeout` for the first event, then appends up to `max` events in total

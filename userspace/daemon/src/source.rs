@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::pipeline::Emitter;
 
+/// Called when a stop is requested (e.g. to wake a reader blocked in poll()).
+pub type StopHook = Arc<dyn Fn() + Send + Sync>;
+
 /// A cooperative stop signal that also serves as an interruptible sleep.
 #[derive(Clone, Default)]
 pub struct StopToken {
     inner: Arc<(AtomicBool, Mutex<()>, Condvar)>,
+    hooks: Arc<Mutex<Vec<StopHook>>>,
 }
 
 impl StopToken {
@@ -21,8 +25,25 @@ impl StopToken {
 
     pub fn stop(&self) {
         self.inner.0.store(true, Ordering::SeqCst);
-        let _g = self.inner.1.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.2.notify_all();
+        {
+            let _g = self.inner.1.lock().unwrap_or_else(|e| e.into_inner());
+            self.inner.2.notify_all();
+        }
+        let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for h in hooks {
+            h();
+        }
+    }
+
+    /// Runs `hook` when a stop is requested (at once if one already was).
+    pub fn on_stop(&self, hook: StopHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook.clone());
+        if self.is_stopped() {
+            hook();
+        }
     }
 
     pub fn is_stopped(&self) -> bool {

@@ -156,7 +156,7 @@ fn end_to_end_events_metrics_and_debug_stats() {
         Some(4.0)
     );
     assert_eq!(
-        m.get("dmremapd_nvme_media_errors", &[("device", "nvme1")]),
+        m.get("dmremapd_nvme_media_errors_total", &[("device", "nvme1")]),
         Some(2.0)
     );
     assert_eq!(

@@ -10,6 +10,26 @@ use dmremapd::event::{Event, EventKind, NvmeChanges, RemapCause};
 use dmremapd::metrics::{self, DaemonCollector, DaemonCounters, EventMetrics, PromSink};
 use dmremapd::pipeline::{Pipeline, PipelineConfig, Policy};
 
+/// One segment of `dm-0` on nvme3n1 with its spare on vdb.
+struct OneDevice;
+impl dmremapd::field::DeviceStatus for OneDevice {
+    fn segments(&self) -> std::io::Result<Vec<dmremapd::field::SegmentStatus>> {
+        Ok(vec![dmremapd::field::SegmentStatus {
+            dm: "dm-0".into(),
+            main: "nvme3n1".into(),
+            spare: "vdb".into(),
+            controller: "nvme3".into(),
+            remapped: 11,
+            pending: 3,
+            spare_used: 12,
+            spare_total: 100,
+            read_errors: 4,
+            write_errors: 5,
+            state: "spare_exhausted".into(),
+        }])
+    }
+}
+
 fn remap(src: &Arc<str>, dev: &Arc<str>) -> Event {
     Event::new(
         src.clone(),
@@ -45,6 +65,9 @@ fn counters_gauges_and_pipeline_figures() {
             started: Instant::now(),
             nvme: None,
         },
+        Some(dmremapd::field::DeviceCollector {
+            status: Box::new(OneDevice),
+        }),
     );
     let e = p.emitter("kernel");
     let dev: Arc<str> = Arc::from("dm-0");
@@ -147,7 +170,7 @@ fn counters_gauges_and_pipeline_figures() {
         Some(42.0)
     );
     assert_eq!(
-        x.get("dmremapd_nvme_media_errors", &[("device", "nvme3")]),
+        x.get("dmremapd_nvme_media_errors_total", &[("device", "nvme3")]),
         Some(9.0)
     );
     assert_eq!(
@@ -165,14 +188,52 @@ fn counters_gauges_and_pipeline_figures() {
         ),
         Some(2.0)
     );
+    // Read from the target's status at scrape time, not from the spare events.
     assert_eq!(
         x.get("dmremapd_spare_used_blocks", &[("device", "dm-0")]),
-        Some(95.0)
+        Some(12.0)
     );
     assert_eq!(
         x.get("dmremapd_spare_total_blocks", &[("device", "dm-0")]),
         Some(100.0)
     );
+    assert_eq!(
+        x.get("dmremapd_remapped_blocks", &[("device", "dm-0")]),
+        Some(11.0)
+    );
+    assert_eq!(
+        x.get("dmremapd_pending_blocks", &[("device", "dm-0")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        x.get("dmremapd_read_errors_total", &[("device", "dm-0")]),
+        Some(4.0)
+    );
+    assert_eq!(
+        x.get("dmremapd_write_errors_total", &[("device", "dm-0")]),
+        Some(5.0)
+    );
+    assert_eq!(
+        x.get(
+            "dmremapd_device_state",
+            &[("device", "dm-0"), ("state", "spare_exhausted")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        x.get(
+            "dmremapd_device_info",
+            &[
+                ("dm", "dm-0"),
+                ("main", "nvme3n1"),
+                ("spare", "vdb"),
+                ("controller", "nvme3")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(x.types["dmremapd_build_info"], "gauge");
+    assert!(x.get("process_start_time_seconds", &[]).unwrap() > 1.7e9);
     assert_eq!(
         x.get(
             "dmremapd_source_events_accepted_total",
@@ -193,7 +254,7 @@ fn counters_gauges_and_pipeline_figures() {
         Some(156.0)
     );
     assert_eq!(x.types["dmremapd_scrub_unreadable_blocks"], "counter");
-    assert_eq!(x.types["dmremapd_nvme_media_errors"], "gauge");
+    assert_eq!(x.types["dmremapd_nvme_media_errors"], "counter");
     p.close();
 }
 

@@ -1151,6 +1151,18 @@ impl Dm {
         Ok((info, node_err))
     }
 
+    /// Gives a device that has none its device-mapper UUID (`DM_DEV_RENAME` with
+    /// `DM_UUID_FLAG`; the kernel refuses to change a UUID once set).
+    pub fn set_uuid(&self, name: &str, uuid: &str) -> Result<()> {
+        let n = dm_name(name)?;
+        check_uuid(uuid).map_err(Error::Invalid)?;
+        let u = DmUuid::new(uuid).map_err(|e| Error::from_dm("uuid", e))?;
+        self.dm
+            .device_rename(n, &DevId::Uuid(u))
+            .map_err(|e| Error::from_dm("DM_DEV_RENAME (uuid)", e))?;
+        Ok(())
+    }
+
     /// Removes a device (`DM_DEV_REMOVE`, retried a few times while it is busy) and, without
     /// udev, its `/dev/mapper/<name>` node.
     pub fn remove(&self, name: &str) -> Result<()> {
