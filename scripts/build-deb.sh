@@ -127,14 +127,17 @@ Architecture: all
 Maintainer: $MAINTAINER
 Installed-Size: $size
 Depends: dkms, make, gcc
-Recommends: dm-remap
+Recommends: dm-remap, rustc, rust-src, bindgen, libclang-dev, dwarves, openssl
+Suggests: linux-source-7.3
 Section: kernel
 Priority: optional
 Homepage: https://localhost/dm-remap
 Description: keep failing disks in service: dm-remap kernel module (DKMS source)
  The source of dm_remap.ko, the Rust device-mapper target "remap", built by DKMS for each
  installed kernel and again on kernel upgrades. The kernel must have CONFIG_RUST=y, and the
- module must be built with the kernel's own rustc, bindgen and LLVM setting: name them in
+ module must be built with the kernel's own rustc and bindgen. For Debian 13's backports kernel
+ (headers without Rust metadata) the build rebuilds that metadata from linux-source-7.3 with
+ the kernel's rustc 1.85; for a kernel built from a full tree name the tools in
  /etc/dm-remap/kbuild.conf (RUSTC=, BINDGEN=, LLVM=), see README.md.
 EOF
 cat >"$k/DEBIAN/postinst" <<EOF
