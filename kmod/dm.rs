@@ -260,12 +260,14 @@ pub(crate) enum WriteMode {
 }
 
 impl DmDev {
-    /// Synchronous read of `buf.len()` bytes at `sector`. `buf` must come from the kernel heap
-    /// (`KVec`), be a multiple of the logical block size and aligned to it. Process context only.
+    /// Synchronous read of `buf.len()` bytes (a multiple of 512, else `EINVAL`) at `sector`.
+    /// Any buffer works: kmalloc'd memory (`KVec`) is read into directly, other memory (the
+    /// stack, vmalloc, an unaligned slice) through a bounce buffer. Process context only.
     pub(crate) fn read(&self, sector: Sector, buf: &mut [u8]) -> Result {
         let len = c_uint::try_from(buf.len()).map_err(|_| EINVAL)?;
         // SAFETY: `dev` is held by the target; `buf` is valid for writes of `len` bytes for the
-        // duration of this synchronous call and is kmalloc'd memory (the caller's contract).
+        // duration of this synchronous call. The helper hands only direct-mapped, aligned memory
+        // to the block layer and bounces any other buffer.
         let ret = unsafe { raw::dmr_dev_rw(self.dev, sector, buf.as_mut_ptr().cast(), len, 0) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
@@ -273,7 +275,7 @@ impl DmDev {
         Ok(())
     }
 
-    /// Synchronous write of `buf` at `sector`, same contract as [`DmDev::read`].
+    /// Synchronous write of `buf` at `sector`; any buffer, as for [`DmDev::read`].
     pub(crate) fn write(&self, sector: Sector, buf: &[u8], mode: WriteMode) -> Result {
         let len = c_uint::try_from(buf.len()).map_err(|_| EINVAL)?;
         let flags = raw::DMR_RW_WRITE
