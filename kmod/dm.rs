@@ -315,6 +315,35 @@ impl DmDev {
     }
 }
 
+/// An implicit `GFP_NOIO` scope of the current task (`memalloc_noio_save`): until it is dropped,
+/// no allocation of this task (the kernel crate's included) starts I/O to reclaim memory, so
+/// code holding bios of a device cannot wait on writeback to that device. Scopes nest; the guard
+/// is not `Send` (it must end on the task that began it).
+pub(crate) struct NoIo {
+    flags: c_uint,
+    _task: PhantomData<*mut ()>,
+}
+
+impl NoIo {
+    /// Begin a scope.
+    pub(crate) fn begin() -> Self {
+        // SAFETY: sets a flag of the current task; no preconditions.
+        let flags = unsafe { raw::dmr_noio_save() };
+        NoIo {
+            flags,
+            _task: PhantomData,
+        }
+    }
+}
+
+impl Drop for NoIo {
+    fn drop(&mut self) {
+        // SAFETY: restores the flag saved by `begin` on the same task (the guard is not `Send`).
+        // Restoring out of order only leaves the task in a NOIO scope longer.
+        unsafe { raw::dmr_noio_restore(self.flags) }
+    }
+}
+
 /// Fill `buf` with random bytes.
 pub(crate) fn random_bytes(buf: &mut [u8]) {
     // SAFETY: `buf` is writable for its length.
@@ -796,7 +825,7 @@ impl RcuIndex {
             .then_some((i as u64, v as u64))
     }
 
-    /// Store `value` at `index`. Process context (may allocate and sleep).
+    /// Store `value` at `index`. Process context (may allocate, with `GFP_NOIO`, and sleep).
     pub(crate) fn store(&self, index: u64, value: u64) -> Result {
         if value >= 1 << 62 {
             return Err(EINVAL);

@@ -223,6 +223,16 @@ unsigned int dmr_current_cpu(void)
 	return raw_smp_processor_id();
 }
 
+unsigned int dmr_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void dmr_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
+}
+
 u64 dmr_ktime_ns(void)
 {
 	return ktime_get_ns();
@@ -309,7 +319,7 @@ void dmr_xa_destroy(struct xarray *xa)
 
 int dmr_xa_store(struct xarray *xa, unsigned long index, unsigned long value)
 {
-	return xa_err(xa_store(xa, index, xa_mk_value(value), GFP_KERNEL));
+	return xa_err(xa_store(xa, index, xa_mk_value(value), GFP_NOIO));
 }
 
 bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value)

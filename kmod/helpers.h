@@ -52,6 +52,8 @@ bool dmr_bio_is_data_write(const struct bio *bio);
 int dmr_dev_flush(struct dm_dev *dev);
 void dmr_cond_resched(void);
 u64 dmr_ktime_ns(void);
+unsigned int dmr_noio_save(void);
+void dmr_noio_restore(unsigned int flags);
 unsigned int dmr_current_cpu(void);
 dev_t dmr_target_devt(struct dm_target *ti);
 bool dmr_bio_dev_is(const struct bio *bio, const struct dm_dev *dev);

@@ -37,7 +37,7 @@ use kernel::sync::{Mutex, SpinLock, SpinLockIrq};
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
     self, uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, EndIo,
-    HeldBio, MapResult, QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target,
+    HeldBio, MapResult, NoIo, QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target,
     TargetRef, Worker, WriteMode,
 };
 use crate::events;
@@ -597,6 +597,8 @@ impl Target for RemapTarget {
     }
 
     fn work(&self, _ti: &TargetRef) {
+        // Bios are held here: no allocation may wait on writeback to this device.
+        let _noio = NoIo::begin();
         loop {
             let mut list = core::mem::replace(&mut *self.deferred.lock(), BioList::new());
             let mut any = false;
@@ -613,6 +615,7 @@ impl Target for RemapTarget {
     fn presuspend(&self, _ti: &TargetRef) {
         // Every change is committed before it is used; what may be left is the rewrite of a
         // copy found damaged.
+        let _noio = NoIo::begin();
         let mut m = self.ctl.lock();
         if m.repair {
             let _ = self.commit(&mut m);
@@ -620,6 +623,8 @@ impl Target for RemapTarget {
     }
 
     fn preresume(&self, _ti: &TargetRef) -> Result {
+        // The device is suspended with bios queued: allocate without I/O.
+        let _noio = NoIo::begin();
         let mut m = self.ctl.lock();
         // Another table of this device (the one this table replaces) may have committed since
         // this one was loaded: load again if the spare changed.
@@ -687,6 +692,8 @@ impl Target for RemapTarget {
     }
 
     fn message(&self, ti: &TargetRef, mut args: Args<'_>, out: &mut Emitter<'_>) -> Result<bool> {
+        // Block moves hold bios: no allocation may wait on writeback to this device.
+        let _noio = NoIo::begin();
         let verb = args.next().map(|v| v.to_bytes()).unwrap_or(b"");
         let mut nums = [0u64; 2];
         let mut n = 0;
