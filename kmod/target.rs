@@ -262,7 +262,7 @@ pub(crate) struct RemapTarget {
     pending: AtomicU64,
     /// Sequence number of the newest durable commit.
     seq: AtomicU64,
-    slots: Pin<KBox<SpinLock<SlotAllocator<KVec<u64>>>>>,
+    slots: Pin<KBox<SpinLock<SlotAllocator<KVVec<u64>>>>>,
     /// Serialises block moves and commits.
     ctl: Pin<KBox<Mutex<Meta>>>,
     /// Bios taken over for the worker (from `map` and `end_io`, any context).
@@ -285,6 +285,18 @@ fn kvec_zeroed<T: Copy>(
     msg: &'static CStr,
 ) -> core::result::Result<KVec<T>, CtrError> {
     let mut k = KVec::new();
+    k.extend_with(n, v, GFP_KERNEL)
+        .map_err(|_| CtrError { msg, err: ENOMEM })?;
+    Ok(k)
+}
+
+/// Like [`kvec_zeroed`], vmalloc-backed: for memory that grows with the devices' size.
+fn kvvec_zeroed<T: Copy>(
+    n: usize,
+    v: T,
+    msg: &'static CStr,
+) -> core::result::Result<KVVec<T>, CtrError> {
+    let mut k = KVVec::new();
     k.extend_with(n, v, GFP_KERNEL)
         .map_err(|_| CtrError { msg, err: ENOMEM })?;
     Ok(k)
@@ -377,7 +389,7 @@ impl Target for RemapTarget {
             features_compat: 0,
         };
 
-        let bits = kvec_zeroed(
+        let bits = kvvec_zeroed(
             words_for(geometry.data_slots),
             0u64,
             c"Cannot allocate the spare slot bitmap",
@@ -997,7 +1009,7 @@ impl RemapTarget {
                 .unwrap_or(0)
         };
         let words = words.max(words_for(m.set.geometry.data_slots));
-        let mut scratch = kvec_zeroed(words, 0u64, c"Cannot allocate the metadata bitmap")?;
+        let mut scratch = kvvec_zeroed(words, 0u64, c"Cannot allocate the metadata bitmap")?;
         let mut entries = 0u64;
         let mut pending = 0u64;
         let res = {
