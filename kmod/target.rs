@@ -32,7 +32,7 @@ use kernel::new_spinlock;
 use kernel::new_spinlock_irq;
 use kernel::prelude::*;
 use kernel::str::BStr;
-use kernel::sync::{Mutex, SpinLock, SpinLockIrq};
+use kernel::sync::{Mutex, MutexGuard, SpinLock, SpinLockIrq};
 
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
@@ -219,6 +219,10 @@ struct Meta {
     disk_seq: u64,
     /// The other copy must be rewritten (it was found damaged).
     repair: bool,
+    /// The index matches the newest commit on the spare: set when the table goes live
+    /// (`preresume` checked the spare), cleared when a load starts. While it is not set the
+    /// index may be stale or empty, and changes and commits are refused.
+    current: bool,
     /// One metadata block.
     mdbuf: KVec<u8>,
     /// Copy buffer: `max(block size, COPY_CHUNK or COPY_CHUNK_MIN)` bytes.
@@ -404,6 +408,7 @@ impl Target for RemapTarget {
             target: CopyId::A,
             disk_seq: 0,
             repair: false,
+            current: false,
             mdbuf: kvec_zeroed(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
             buf: kvec_zeroed(
                 (opts.block_size as usize).max(COPY_CHUNK),
@@ -655,6 +660,8 @@ impl Target for RemapTarget {
                 e.err
             })?;
         }
+        // The index is the spare's newest commit: changes may be committed from now on.
+        m.current = true;
         if m.repair {
             let _ = self.commit(&mut m);
         }
@@ -987,7 +994,9 @@ impl RemapTarget {
 
     /// Load the index from the spare (format a blank spare when `may_format`).
     fn load(&self, m: &mut Meta, may_format: bool) -> core::result::Result<(), CtrError> {
-        // Start from nothing (a reload replaces everything).
+        // Start from nothing (a reload replaces everything); no changes until the table is
+        // live again.
+        m.current = false;
         self.forget_all();
 
         let mut name = [0u8; 64];
@@ -1104,6 +1113,15 @@ impl RemapTarget {
     /// the superblock with a preflush (everything written before, data slots included, is
     /// durable first) and FUA.
     fn commit(&self, m: &mut Meta) -> Result {
+        if !m.current {
+            // Not checked against the spare (a table not live yet, or whose load at resume
+            // failed): the index may be stale and must not replace newer metadata.
+            pr_warn!(
+                "{}: metadata not loaded for the live table; change refused\n",
+                self.spare.name()
+            );
+            return Err(EBUSY);
+        }
         let seq = m.next_seq;
         let copy = m.target;
         // Never reuse a sequence number, even one whose write failed half-way.
@@ -1273,6 +1291,20 @@ impl RemapTarget {
 
     // ---- moves ------------------------------------------------------------------------------
 
+    /// The control state for a change of the index, refused (`EBUSY`) while the index is not
+    /// known to match the spare (see `Meta::current`).
+    fn ctl_for_change(&self) -> Result<MutexGuard<'_, Meta>> {
+        let m = self.ctl.lock();
+        if !m.current {
+            pr_warn!(
+                "{}: metadata not loaded for the live table (resume it); change refused\n",
+                self.spare.name()
+            );
+            return Err(EBUSY);
+        }
+        Ok(m)
+    }
+
     /// Stop new bios from reaching blocks `first..first + len` and wait for those in flight.
     fn start_move(&self, first: u64, len: u64) {
         self.gate
@@ -1340,7 +1372,10 @@ impl RemapTarget {
     /// Returns the blocks moved (durably), the blocks already on the spare, and the error that
     /// stopped the move early.
     fn remap_range(&self, first: u64, len: u64) -> (u64, u64, Result) {
-        let mut m = self.ctl.lock();
+        let mut m = match self.ctl_for_change() {
+            Ok(m) => m,
+            Err(e) => return (0, 0, Err(e)),
+        };
         self.start_move(first, len);
         let per_chunk = (m.buf.len() / self.block_bytes()).max(1) as u64;
         let mut already = 0;
@@ -1423,7 +1458,7 @@ impl RemapTarget {
 
     /// Move `block` back to main and free its slot.
     fn unremap_block(&self, block: u64) -> Result {
-        let mut m = self.ctl.lock();
+        let mut m = self.ctl_for_change()?;
         let slot = match self.index.get(block).map(Entry::decode) {
             Some(Entry::Remapped { slot }) => slot,
             _ => {
@@ -1453,7 +1488,7 @@ impl RemapTarget {
     /// Mark blocks `first..first + len` pending (those neither pending nor remapped) with one
     /// commit. Returns how many were marked.
     fn mark_pending(&self, first: u64, len: u64) -> Result<u64> {
-        let mut m = self.ctl.lock();
+        let mut m = self.ctl_for_change()?;
         self.start_move(first, len);
         let mut res = Ok(());
         for b in first..first + len {
