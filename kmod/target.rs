@@ -217,12 +217,16 @@ struct Meta {
     /// Newest sealed sequence number on the spare when it was last read or written: another
     /// table's commit changes it (checked before this table goes live).
     disk_seq: u64,
-    /// The other copy must be rewritten (it was found damaged).
+    /// The copy the next commit writes must be rewritten even without a change: it was found
+    /// damaged at load, or a commit to it failed.
     repair: bool,
     /// The index matches the newest commit on the spare: set when the table goes live
     /// (`preresume` checked the spare), cleared when a load starts. While it is not set the
     /// index may be stale or empty, and changes and commits are refused.
     current: bool,
+    /// Slots taken by changes whose commit failed: that commit may still have reached the disk,
+    /// so they stay allocated until a later commit succeeds.
+    uncertain: KVVec<u64>,
     /// One metadata block.
     mdbuf: KVec<u8>,
     /// Copy buffer: `max(block size, COPY_CHUNK or COPY_CHUNK_MIN)` bytes.
@@ -409,6 +413,7 @@ impl Target for RemapTarget {
             disk_seq: 0,
             repair: false,
             current: false,
+            uncertain: KVVec::new(),
             mdbuf: kvec_zeroed(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
             buf: kvec_zeroed(
                 (opts.block_size as usize).max(COPY_CHUNK),
@@ -627,11 +632,18 @@ impl Target for RemapTarget {
                 break;
             }
         }
+        if self.meta_failed.load(Relaxed) {
+            // A failed commit scheduled a repair: rewrite the copy it damaged (once per run).
+            let mut m = self.ctl.lock();
+            if m.repair && m.current {
+                let _ = self.commit(&mut m);
+            }
+        }
     }
 
     fn presuspend(&self, _ti: &TargetRef) {
         // Every change is committed before it is used; what may be left is the rewrite of a
-        // copy found damaged.
+        // copy found damaged or hit by a failed commit.
         let _noio = NoIo::begin();
         let mut m = self.ctl.lock();
         if m.repair {
@@ -998,6 +1010,7 @@ impl RemapTarget {
         // live again.
         m.current = false;
         self.forget_all();
+        m.uncertain.clear();
 
         let mut name = [0u8; 64];
         let id = self.main.disk_name(&mut name);
@@ -1169,14 +1182,23 @@ impl RemapTarget {
                 m.target = copy.other();
                 m.disk_seq = seq;
                 m.repair = false;
+                // The copy a failed commit may have reached is overwritten, the other one
+                // predates the slots that commit took: they are free again.
+                for &slot in m.uncertain.iter() {
+                    self.free_slot(slot);
+                }
+                m.uncertain.clear();
                 self.seq.store(seq, SeqCst);
                 self.meta_failed.store(false, Relaxed);
                 self.stats.commits.fetch_add(1, Relaxed);
             }
             Err(e) => {
-                // The copy written to is now invalid; the other one still holds the previous
-                // commit. The next commit writes the same copy again.
+                // The copy written to is now invalid (or, if the error came after the write
+                // reached the disk, valid with this commit); the other one still holds the
+                // previous commit. The next commit, or the repair it schedules, writes the same
+                // copy again.
                 m.disk_seq = seq;
+                m.repair = true;
                 self.meta_failed.store(true, Relaxed);
                 self.stats.commit_errors.fetch_add(1, Relaxed);
                 self.event(
@@ -1259,7 +1281,9 @@ impl RemapTarget {
                 }
                 self.account(new, old);
                 if let Some(Entry::Remapped { slot }) = new.map(Entry::decode) {
-                    self.free_slot(slot);
+                    // The commit may have reached the disk: keep the slot until one succeeds
+                    // (without memory to note it, it stays allocated until the next load).
+                    let _ = m.uncertain.push(slot, GFP_KERNEL);
                 }
                 continue;
             }
@@ -1286,6 +1310,10 @@ impl RemapTarget {
             (a.free(), a.total())
         };
         self.check_spare_low(free, total);
+        if failed {
+            // Schedule the repair of the copy the failed commit damaged.
+            self.worker.kick();
+        }
         res
     }
 
