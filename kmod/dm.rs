@@ -429,6 +429,13 @@ impl CtrContext {
         Ok(Worker(w))
     }
 
+    /// Identity of the table being built: tells a reload of a mapped device (another table of
+    /// the same device) from two targets of one table. Only compared, never dereferenced.
+    pub(crate) fn table_id(&self) -> usize {
+        // SAFETY: `ti` is valid during construction.
+        unsafe { (*self.ti).table as usize }
+    }
+
     /// Device number of the mapped device being constructed (`major << 20 | minor`).
     pub(crate) fn devt(&self) -> u32 {
         // SAFETY: a table under construction belongs to a live mapped device.
@@ -1254,5 +1261,168 @@ impl<T: PollDevice> Drop for PollMiscRegistration<T> {
     fn drop(&mut self) {
         // SAFETY: registered in `register`, deregistered exactly once (module exit).
         unsafe { raw::dmr_misc_deregister(self.m) }
+    }
+}
+
+// =============================================================================================
+// Module-wide state of the targets: device claims and constructor error texts.
+// =============================================================================================
+
+use kernel::sync::global_lock;
+
+/// A device range a target uses, as registered in [`claim_devices`].
+#[derive(Clone, Copy)]
+pub(crate) struct DevUse {
+    /// The mapped device (`major << 20 | minor`).
+    pub(crate) md: u32,
+    /// The table ([`CtrContext::table_id`]).
+    pub(crate) table: usize,
+    /// The underlying device (`major << 20 | minor`).
+    pub(crate) dev: u32,
+    /// First sector used.
+    pub(crate) start: Sector,
+    /// Sectors used.
+    pub(crate) len: Sector,
+}
+
+struct ClaimEntry {
+    owner: u64,
+    dev_use: DevUse,
+}
+
+struct ClaimTable {
+    next_owner: u64,
+    entries: KVec<ClaimEntry>,
+}
+
+/// Most distinct constructor error texts kept (see [`ctr_text`]).
+const CTR_TEXTS_MAX: usize = 256;
+/// Bytes of one constructor error text, NUL included.
+const CTR_TEXT_LEN: usize = 160;
+
+global_lock! {
+    // SAFETY: initialised by `Globals::init` in module init, before any target can exist.
+    unsafe(uninit) static CLAIMS: Mutex<ClaimTable> = ClaimTable {
+        next_owner: 1,
+        entries: KVec::new(),
+    };
+}
+
+global_lock! {
+    // SAFETY: initialised by `Globals::init` in module init, before any target can exist.
+    unsafe(uninit) static CTR_TEXTS: Mutex<KVec<KBox<[u8; CTR_TEXT_LEN]>>> = KVec::new();
+}
+
+/// The module-wide state; created once in module init, dropped at module exit.
+pub(crate) struct Globals(());
+
+impl Globals {
+    /// Initialise the module-wide locks. Module init only, once.
+    pub(crate) fn init() -> Self {
+        // SAFETY: called exactly once, from module init, before any target or constructor runs.
+        unsafe {
+            CLAIMS.init();
+            CTR_TEXTS.init();
+        }
+        Globals(())
+    }
+}
+
+impl Drop for Globals {
+    fn drop(&mut self) {
+        // Module exit: the target type is unregistered (no constructor runs, no table holds a
+        // text any more), so the texts can go.
+        CTR_TEXTS.lock().clear();
+    }
+}
+
+/// The device ranges of one target, registered until dropped.
+pub(crate) struct DevClaims(u64);
+
+impl Drop for DevClaims {
+    fn drop(&mut self) {
+        CLAIMS.lock().entries.retain(|e| e.owner != self.0);
+    }
+}
+
+/// Register `uses` for a target unless a registered use conflicts with one of them
+/// (`conflict(registered, new)`); then that registered use is returned.
+pub(crate) fn claim_devices(
+    uses: &[DevUse],
+    conflict: impl Fn(&DevUse, &DevUse) -> bool,
+) -> core::result::Result<DevClaims, core::result::Result<DevUse, Error>> {
+    let mut t = CLAIMS.lock();
+    for e in t.entries.iter() {
+        if uses.iter().any(|u| conflict(&e.dev_use, u)) {
+            return Err(Ok(e.dev_use));
+        }
+    }
+    let owner = t.next_owner;
+    t.next_owner += 1;
+    t.entries
+        .reserve(uses.len(), GFP_KERNEL)
+        .map_err(|_| Err(ENOMEM))?;
+    for &dev_use in uses {
+        // Room was reserved above: this does not allocate.
+        t.entries
+            .push(ClaimEntry { owner, dev_use }, GFP_KERNEL)
+            .map_err(|_| Err(ENOMEM))?;
+    }
+    Ok(DevClaims(owner))
+}
+
+/// A constructor error text made at run time (`ti->error` must outlive the constructor:
+/// device-mapper logs it after `ctr` returns). Each distinct text is kept until module exit, at
+/// most [`CTR_TEXTS_MAX`] of them; beyond that, or without memory, `fallback` is returned.
+pub(crate) fn ctr_text(args: core::fmt::Arguments<'_>, fallback: &'static CStr) -> &'static CStr {
+    let mut text = [0u8; CTR_TEXT_LEN];
+    let mut w = TextWriter {
+        buf: &mut text,
+        len: 0,
+    };
+    let _ = core::fmt::Write::write_fmt(&mut w, args);
+    let mut texts = CTR_TEXTS.lock();
+    let kept = match texts.iter().position(|t| **t == text) {
+        Some(i) => texts.get(i),
+        None if texts.len() < CTR_TEXTS_MAX => match KBox::new(text, GFP_KERNEL) {
+            Ok(b) => match texts.push(b, GFP_KERNEL) {
+                Ok(()) => texts.last(),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let Some(kept) = kept else {
+        return fallback;
+    };
+    let Ok(c) = CStr::from_bytes_until_nul(&kept[..]) else {
+        return fallback;
+    };
+    // SAFETY: the text lives in its own heap allocation, which is never written again and freed
+    // only at module exit (`Globals::drop`), after the target type is unregistered: no
+    // constructor, and so no `ti->error`, can use it then. Moving the `KBox` inside the vector
+    // does not move the text.
+    unsafe { &*core::ptr::from_ref(c) }
+}
+
+/// Formats into a fixed buffer, cutting what does not fit and always leaving a NUL at the end.
+struct TextWriter<'a> {
+    buf: &'a mut [u8; CTR_TEXT_LEN],
+    len: usize,
+}
+
+impl core::fmt::Write for TextWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len + 1 >= CTR_TEXT_LEN || b == 0 {
+                break;
+            }
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
     }
 }

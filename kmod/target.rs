@@ -36,9 +36,9 @@ use kernel::sync::{Mutex, MutexGuard, SpinLock, SpinLockIrq};
 
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
-    self, uapi, Args, Bio, BioList, CtrContext, CtrError, DeviceCallout, DmDev, Emitter, EndIo,
-    HeldBio, MapResult, NoIo, QueueLimits, RcuIndex, Sector, StatusType, TableNotifier, Target,
-    TargetRef, Worker, WriteMode,
+    self, uapi, Args, Bio, BioList, CtrContext, CtrError, DevClaims, DevUse, DeviceCallout, DmDev,
+    Emitter, EndIo, HeldBio, MapResult, NoIo, QueueLimits, RcuIndex, Sector, StatusType,
+    TableNotifier, Target, TargetRef, Worker, WriteMode,
 };
 use crate::events;
 use crate::metadata::{
@@ -277,6 +277,8 @@ pub(crate) struct RemapTarget {
     deferred: Pin<KBox<SpinLockIrq<BioList>>>,
     gate: Gate,
     stats: Stats,
+    /// Main and spare registered against use by other mapped devices.
+    _claims: DevClaims,
 }
 
 fn table_err(e: TableError) -> CtrError {
@@ -308,6 +310,82 @@ fn kvvec_zeroed<T: Copy>(
     k.extend_with(n, v, GFP_KERNEL)
         .map_err(|_| CtrError { msg, err: ENOMEM })?;
     Ok(k)
+}
+
+/// Whether the registered device use `old` excludes `new`: another mapped device may not use
+/// the device at all; two targets of one table may not share a spare or overlapping main ranges;
+/// another table of the same mapped device (a reload) uses the same devices.
+fn claim_conflict(old: &DevUse, new: &DevUse) -> bool {
+    if old.dev != new.dev {
+        return false;
+    }
+    if old.md != new.md {
+        return true;
+    }
+    old.table == new.table && old.start < new.start + new.len && new.start < old.start + old.len
+}
+
+/// Refuse devices another `remap` target uses (see [`claim_conflict`]); register ours.
+fn claim(
+    ctx: &CtrContext,
+    main: &DmDev,
+    main_offset: Sector,
+    spare: &DmDev,
+) -> core::result::Result<DevClaims, CtrError> {
+    let md = ctx.devt();
+    let table = ctx.table_id();
+    let uses = [
+        DevUse {
+            md,
+            table,
+            dev: main.devt(),
+            start: main_offset,
+            len: ctx.len(),
+        },
+        DevUse {
+            md,
+            table,
+            dev: spare.devt(),
+            start: 0,
+            len: spare.sectors().max(1),
+        },
+    ];
+    dm::claim_devices(&uses, claim_conflict).map_err(|e| match e {
+        Ok(other) => {
+            let role = if other.dev == main.devt() {
+                "Main"
+            } else {
+                "Spare"
+            };
+            let (dmaj, dmin) = (other.dev >> 20, other.dev & 0xf_ffff);
+            let msg = if other.md == md {
+                dm::ctr_text(
+                    format_args!(
+                        "{} device {}:{} is used by another remap target of this table",
+                        role, dmaj, dmin
+                    ),
+                    c"Main or spare device is used by another remap target of this table",
+                )
+            } else {
+                dm::ctr_text(
+                    format_args!(
+                        "{} device {}:{} is already used by remap device {}:{}",
+                        role,
+                        dmaj,
+                        dmin,
+                        other.md >> 20,
+                        other.md & 0xf_ffff
+                    ),
+                    c"Main or spare device is already used by another remap device",
+                )
+            };
+            CtrError::inval(msg)
+        }
+        Err(err) => CtrError {
+            msg: c"Cannot allocate target context",
+            err,
+        },
+    })
 }
 
 /// Why the metadata on the spare cannot be used, as a constructor error.
@@ -372,6 +450,7 @@ impl Target for RemapTarget {
                 c"Main device offset must be a multiple of block_size",
             ));
         }
+        let claims = claim(ctx, &main, parsed.main_offset, &spare)?;
         let geometry = Geometry::for_spare(spare.sectors(), opts.block_size, EXTRA_RECORDS)
             .map_err(|_| {
                 CtrError::inval(c"Spare device is too small for metadata and one block")
@@ -496,6 +575,7 @@ impl Target for RemapTarget {
                 held,
             },
             stats: Stats::default(),
+            _claims: claims,
         };
         {
             let mut m = t.ctl.lock();
