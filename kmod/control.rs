@@ -171,7 +171,7 @@ fn read_events(req: &uapi::dmr_events) -> Result<uapi::dmr_events> {
     {
         return Err(EINVAL);
     }
-    let mut buf = KVec::with_capacity(req.max as usize, GFP_KERNEL)?;
+    let mut buf = KVVec::with_capacity(req.max as usize, GFP_KERNEL)?;
     let (next, oldest, lost) = events::read(req.since_seq, &mut buf);
     let len = buf.len() * core::mem::size_of::<uapi::dmr_event>();
     let mut w = UserSlice::new(kernel::uaccess::UserPtr::from_addr(req.buf as usize), len).writer();
@@ -253,7 +253,8 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
         return Err(EINVAL);
     }
     let nsamples = b.iterations.div_ceil(batch) as usize;
-    let mut samples = KVec::with_capacity(nsamples, GFP_KERNEL)?;
+    // Up to 8 MiB: vmalloc-backed.
+    let mut samples = KVVec::with_capacity(nsamples, GFP_KERNEL)?;
     let entries = b.entries;
     // Blocks live in a space 4x the entry count, so lookups hit about a quarter of the time.
     let space = (entries * 4).max(1024);
@@ -269,7 +270,7 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
         }
         uapi::BENCH_ALLOC => {
             let nslots = entries + 1024;
-            let mut bits = KVec::new();
+            let mut bits = KVVec::new();
             bits.extend_with(words_for(nslots), 0u64, GFP_KERNEL)?;
             let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
             for s in 0..entries {
@@ -340,7 +341,7 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
 
 /// Run `op` in `nsamples` batches of `batch`, pushing each batch's mean time per operation (ns).
 fn time_batches(
-    samples: &mut KVec<u64>,
+    samples: &mut KVVec<u64>,
     nsamples: usize,
     batch: u64,
     mut op: impl FnMut(),

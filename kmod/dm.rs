@@ -260,12 +260,14 @@ pub(crate) enum WriteMode {
 }
 
 impl DmDev {
-    /// Synchronous read of `buf.len()` bytes at `sector`. `buf` must come from the kernel heap
-    /// (`KVec`), be a multiple of the logical block size and aligned to it. Process context only.
+    /// Synchronous read of `buf.len()` bytes (a multiple of 512, else `EINVAL`) at `sector`.
+    /// Any buffer works: kmalloc'd memory (`KVec`) is read into directly, other memory (the
+    /// stack, vmalloc, an unaligned slice) through a bounce buffer. Process context only.
     pub(crate) fn read(&self, sector: Sector, buf: &mut [u8]) -> Result {
         let len = c_uint::try_from(buf.len()).map_err(|_| EINVAL)?;
         // SAFETY: `dev` is held by the target; `buf` is valid for writes of `len` bytes for the
-        // duration of this synchronous call and is kmalloc'd memory (the caller's contract).
+        // duration of this synchronous call. The helper hands only direct-mapped, aligned memory
+        // to the block layer and bounces any other buffer.
         let ret = unsafe { raw::dmr_dev_rw(self.dev, sector, buf.as_mut_ptr().cast(), len, 0) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
@@ -273,7 +275,7 @@ impl DmDev {
         Ok(())
     }
 
-    /// Synchronous write of `buf` at `sector`, same contract as [`DmDev::read`].
+    /// Synchronous write of `buf` at `sector`; any buffer, as for [`DmDev::read`].
     pub(crate) fn write(&self, sector: Sector, buf: &[u8], mode: WriteMode) -> Result {
         let len = c_uint::try_from(buf.len()).map_err(|_| EINVAL)?;
         let flags = raw::DMR_RW_WRITE
@@ -310,6 +312,35 @@ impl DmDev {
         unsafe { raw::dmr_dev_disk_name(self.dev, buf.as_mut_ptr().cast(), buf.len() as c_uint) };
         let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
         buf.get(..n).unwrap_or(&[])
+    }
+}
+
+/// An implicit `GFP_NOIO` scope of the current task (`memalloc_noio_save`): until it is dropped,
+/// no allocation of this task (the kernel crate's included) starts I/O to reclaim memory, so
+/// code holding bios of a device cannot wait on writeback to that device. Scopes nest; the guard
+/// is not `Send` (it must end on the task that began it).
+pub(crate) struct NoIo {
+    flags: c_uint,
+    _task: PhantomData<*mut ()>,
+}
+
+impl NoIo {
+    /// Begin a scope.
+    pub(crate) fn begin() -> Self {
+        // SAFETY: sets a flag of the current task; no preconditions.
+        let flags = unsafe { raw::dmr_noio_save() };
+        NoIo {
+            flags,
+            _task: PhantomData,
+        }
+    }
+}
+
+impl Drop for NoIo {
+    fn drop(&mut self) {
+        // SAFETY: restores the flag saved by `begin` on the same task (the guard is not `Send`).
+        // Restoring out of order only leaves the task in a NOIO scope longer.
+        unsafe { raw::dmr_noio_restore(self.flags) }
     }
 }
 
@@ -396,6 +427,13 @@ impl CtrContext {
             return Err(ENOMEM);
         }
         Ok(Worker(w))
+    }
+
+    /// Identity of the table being built: tells a reload of a mapped device (another table of
+    /// the same device) from two targets of one table. Only compared, never dereferenced.
+    pub(crate) fn table_id(&self) -> usize {
+        // SAFETY: `ti` is valid during construction.
+        unsafe { (*self.ti).table as usize }
     }
 
     /// Device number of the mapped device being constructed (`major << 20 | minor`).
@@ -953,7 +991,7 @@ impl RcuIndex {
             .then_some((i as u64, v as u64))
     }
 
-    /// Store `value` at `index`. Process context (may allocate and sleep).
+    /// Store `value` at `index`. Process context (may allocate, with `GFP_NOIO`, and sleep).
     pub(crate) fn store(&self, index: u64, value: u64) -> Result {
         if value >= 1 << 62 {
             return Err(EINVAL);
@@ -1439,5 +1477,168 @@ impl<T: PollDevice> Drop for PollMiscRegistration<T> {
     fn drop(&mut self) {
         // SAFETY: registered in `register`, deregistered exactly once (module exit).
         unsafe { raw::dmr_misc_deregister(self.m) }
+    }
+}
+
+// =============================================================================================
+// Module-wide state of the targets: device claims and constructor error texts.
+// =============================================================================================
+
+use kernel::sync::global_lock;
+
+/// A device range a target uses, as registered in [`claim_devices`].
+#[derive(Clone, Copy)]
+pub(crate) struct DevUse {
+    /// The mapped device (`major << 20 | minor`).
+    pub(crate) md: u32,
+    /// The table ([`CtrContext::table_id`]).
+    pub(crate) table: usize,
+    /// The underlying device (`major << 20 | minor`).
+    pub(crate) dev: u32,
+    /// First sector used.
+    pub(crate) start: Sector,
+    /// Sectors used.
+    pub(crate) len: Sector,
+}
+
+struct ClaimEntry {
+    owner: u64,
+    dev_use: DevUse,
+}
+
+struct ClaimTable {
+    next_owner: u64,
+    entries: KVec<ClaimEntry>,
+}
+
+/// Most distinct constructor error texts kept (see [`ctr_text`]).
+const CTR_TEXTS_MAX: usize = 256;
+/// Bytes of one constructor error text, NUL included.
+const CTR_TEXT_LEN: usize = 160;
+
+global_lock! {
+    // SAFETY: initialised by `Globals::init` in module init, before any target can exist.
+    unsafe(uninit) static CLAIMS: Mutex<ClaimTable> = ClaimTable {
+        next_owner: 1,
+        entries: KVec::new(),
+    };
+}
+
+global_lock! {
+    // SAFETY: initialised by `Globals::init` in module init, before any target can exist.
+    unsafe(uninit) static CTR_TEXTS: Mutex<KVec<KBox<[u8; CTR_TEXT_LEN]>>> = KVec::new();
+}
+
+/// The module-wide state; created once in module init, dropped at module exit.
+pub(crate) struct Globals(());
+
+impl Globals {
+    /// Initialise the module-wide locks. Module init only, once.
+    pub(crate) fn init() -> Self {
+        // SAFETY: called exactly once, from module init, before any target or constructor runs.
+        unsafe {
+            CLAIMS.init();
+            CTR_TEXTS.init();
+        }
+        Globals(())
+    }
+}
+
+impl Drop for Globals {
+    fn drop(&mut self) {
+        // Module exit: the target type is unregistered (no constructor runs, no table holds a
+        // text any more), so the texts can go.
+        CTR_TEXTS.lock().clear();
+    }
+}
+
+/// The device ranges of one target, registered until dropped.
+pub(crate) struct DevClaims(u64);
+
+impl Drop for DevClaims {
+    fn drop(&mut self) {
+        CLAIMS.lock().entries.retain(|e| e.owner != self.0);
+    }
+}
+
+/// Register `uses` for a target unless a registered use conflicts with one of them
+/// (`conflict(registered, new)`); then that registered use is returned.
+pub(crate) fn claim_devices(
+    uses: &[DevUse],
+    conflict: impl Fn(&DevUse, &DevUse) -> bool,
+) -> core::result::Result<DevClaims, core::result::Result<DevUse, Error>> {
+    let mut t = CLAIMS.lock();
+    for e in t.entries.iter() {
+        if uses.iter().any(|u| conflict(&e.dev_use, u)) {
+            return Err(Ok(e.dev_use));
+        }
+    }
+    let owner = t.next_owner;
+    t.next_owner += 1;
+    t.entries
+        .reserve(uses.len(), GFP_KERNEL)
+        .map_err(|_| Err(ENOMEM))?;
+    for &dev_use in uses {
+        // Room was reserved above: this does not allocate.
+        t.entries
+            .push(ClaimEntry { owner, dev_use }, GFP_KERNEL)
+            .map_err(|_| Err(ENOMEM))?;
+    }
+    Ok(DevClaims(owner))
+}
+
+/// A constructor error text made at run time (`ti->error` must outlive the constructor:
+/// device-mapper logs it after `ctr` returns). Each distinct text is kept until module exit, at
+/// most [`CTR_TEXTS_MAX`] of them; beyond that, or without memory, `fallback` is returned.
+pub(crate) fn ctr_text(args: core::fmt::Arguments<'_>, fallback: &'static CStr) -> &'static CStr {
+    let mut text = [0u8; CTR_TEXT_LEN];
+    let mut w = TextWriter {
+        buf: &mut text,
+        len: 0,
+    };
+    let _ = core::fmt::Write::write_fmt(&mut w, args);
+    let mut texts = CTR_TEXTS.lock();
+    let kept = match texts.iter().position(|t| **t == text) {
+        Some(i) => texts.get(i),
+        None if texts.len() < CTR_TEXTS_MAX => match KBox::new(text, GFP_KERNEL) {
+            Ok(b) => match texts.push(b, GFP_KERNEL) {
+                Ok(()) => texts.last(),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let Some(kept) = kept else {
+        return fallback;
+    };
+    let Ok(c) = CStr::from_bytes_until_nul(&kept[..]) else {
+        return fallback;
+    };
+    // SAFETY: the text lives in its own heap allocation, which is never written again and freed
+    // only at module exit (`Globals::drop`), after the target type is unregistered: no
+    // constructor, and so no `ti->error`, can use it then. Moving the `KBox` inside the vector
+    // does not move the text.
+    unsafe { &*core::ptr::from_ref(c) }
+}
+
+/// Formats into a fixed buffer, cutting what does not fit and always leaving a NUL at the end.
+struct TextWriter<'a> {
+    buf: &'a mut [u8; CTR_TEXT_LEN],
+    len: usize,
+}
+
+impl core::fmt::Write for TextWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len + 1 >= CTR_TEXT_LEN || b == 0 {
+                break;
+            }
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
     }
 }

@@ -40,10 +40,13 @@ module! {
 struct DmRemapModule {
     _target: dm::Registration<target::RemapTarget>,
     _control: dm::PollMiscRegistration<control::Control>,
+    /// Dropped last: the targets' module-wide state outlives the registration.
+    _globals: dm::Globals,
 }
 
 impl kernel::InPlaceModule for DmRemapModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let globals = dm::Globals::init();
         try_pin_init!(Self {
             _target: {
                 let reg = dm::Registration::register(c"remap", target::VERSION, module)?;
@@ -56,6 +59,7 @@ impl kernel::InPlaceModule for DmRemapModule {
                 reg
             },
             _control: dm::PollMiscRegistration::register(c"dm-remap")?,
+            _globals: globals,
         })
     }
 }

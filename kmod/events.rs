@@ -89,7 +89,7 @@ pub(crate) fn raise(ty: u32, dev: u32, sector: u64, arg: u64, flags: u32) {
 
 /// Copy events with `seq >= since` into `out` (at most its capacity), oldest first. Returns
 /// (next sequence to ask for, oldest sequence still held, events lost so far).
-pub(crate) fn read(since: u64, out: &mut KVec<uapi::dmr_event>) -> (u64, u64, u64) {
+pub(crate) fn read(since: u64, out: &mut KVVec<uapi::dmr_event>) -> (u64, u64, u64) {
     let max = out.capacity();
     let r = event_ring();
     let oldest = r.oldest();

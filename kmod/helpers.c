@@ -9,6 +9,10 @@
 #include <linux/dm-ioctl.h>
 #include <linux/random.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/task_stack.h>
+#include <linux/mm.h>
+#include <linux/vmalloc.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/workqueue.h>
@@ -82,22 +86,59 @@ void dmr_submit_bio_remap(struct bio *bio)
 }
 
 /*
- * Synchronous I/O of a kmalloc'd buffer; process context only. `flags`: DMR_RW_WRITE, plus for
- * writes DMR_RW_FUA (durable on completion) and DMR_RW_PREFLUSH (everything completed before is
- * made durable first).
+ * Synchronous I/O of `len` bytes (a multiple of 512) at `buf`; process context only. `flags`:
+ * DMR_RW_WRITE, plus for writes DMR_RW_FUA (durable on completion) and DMR_RW_PREFLUSH
+ * (everything completed before is made durable first).
+ *
+ * bdev_rw_virt() needs memory of the kernel's direct mapping (kmalloc, page allocator). Any other
+ * buffer (vmalloc, a stack, a buffer not aligned for the device's DMA) goes through a kmalloc'd
+ * bounce buffer, one piece at a time: the preflush goes with the first piece, FUA with each.
  */
+static bool dmr_direct_ok(struct block_device *bdev, const void *buf, unsigned int len)
+{
+	return !is_vmalloc_addr(buf) && !object_is_on_stack(buf) && virt_addr_valid(buf) &&
+	       virt_addr_valid(buf + len - 1) &&
+	       !((unsigned long)buf & bdev_dma_alignment(bdev));
+}
+
 int dmr_dev_rw(struct dm_dev *dev, sector_t sector, void *buf, unsigned int len, unsigned int flags)
 {
+	struct block_device *bdev = dev->bdev;
+	bool write = flags & DMR_RW_WRITE;
 	blk_opf_t op = REQ_OP_READ;
+	unsigned int chunk, done, n;
+	void *bounce;
+	int ret = 0;
 
-	if (flags & DMR_RW_WRITE) {
+	if (!len || len % SECTOR_SIZE)
+		return -EINVAL;
+	if (write) {
 		op = REQ_OP_WRITE | REQ_SYNC;
 		if (flags & DMR_RW_FUA)
 			op |= REQ_FUA;
 		if (flags & DMR_RW_PREFLUSH)
 			op |= REQ_PREFLUSH;
 	}
-	return bdev_rw_virt(dev->bdev, sector, buf, len, (__force enum req_op)op);
+	if (dmr_direct_ok(bdev, buf, len))
+		return bdev_rw_virt(bdev, sector, buf, len, (__force enum req_op)op);
+
+	/* A power of two, a multiple of the logical block size: kmalloc aligns it naturally. */
+	chunk = max_t(unsigned int, PAGE_SIZE, bdev_logical_block_size(bdev));
+	bounce = kmalloc(chunk, GFP_NOIO);
+	if (!bounce)
+		return -ENOMEM;
+	for (done = 0; done < len && !ret; done += n) {
+		n = min(chunk, len - done);
+		if (write)
+			memcpy(bounce, buf + done, n);
+		ret = bdev_rw_virt(bdev, sector + done / SECTOR_SIZE, bounce, n,
+				   (__force enum req_op)op);
+		if (!ret && !write)
+			memcpy(buf + done, bounce, n);
+		op &= ~REQ_PREFLUSH;
+	}
+	kfree(bounce);
+	return ret;
 }
 
 int dmr_dev_flush(struct dm_dev *dev)
@@ -240,6 +281,16 @@ unsigned int dmr_current_cpu(void)
 	return raw_smp_processor_id();
 }
 
+unsigned int dmr_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void dmr_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
+}
+
 u64 dmr_ktime_ns(void)
 {
 	return ktime_get_ns();
@@ -338,7 +389,7 @@ void dmr_xa_destroy(struct xarray *xa)
 
 int dmr_xa_store(struct xarray *xa, unsigned long index, unsigned long value)
 {
-	return xa_err(xa_store(xa, index, xa_mk_value(value), GFP_KERNEL));
+	return xa_err(xa_store(xa, index, xa_mk_value(value), GFP_NOIO));
 }
 
 bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value)

@@ -80,6 +80,8 @@ u8 dmr_sts_ioerr(void);
 int dmr_dev_flush(struct dm_dev *dev);
 void dmr_cond_resched(void);
 u64 dmr_ktime_ns(void);
+unsigned int dmr_noio_save(void);
+void dmr_noio_restore(unsigned int flags);
 unsigned int dmr_current_cpu(void);
 dev_t dmr_target_devt(struct dm_target *ti);
 void dmr_target_md_name(struct dm_target *ti, char *buf, unsigned int len);

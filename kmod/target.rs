@@ -32,12 +32,13 @@ use kernel::new_spinlock;
 use kernel::new_spinlock_irq;
 use kernel::prelude::*;
 use kernel::str::BStr;
-use kernel::sync::{Mutex, SpinLock, SpinLockIrq};
+use kernel::sync::{Mutex, MutexGuard, SpinLock, SpinLockIrq};
 
 use crate::alloc::{words_for, SlotAllocator};
 use crate::dm::{
-    self, uapi, Args, Bio, BioList, BlkStatus, CtrContext, CtrError, DeviceCallout, DmDev, Emitter,
-    EndIo, HeldBio, MapBio, MapResult, QueueLimits, RcuIndex, Sector, StatusKind, StatusType,
+    self, uapi, Args, Bio, BioList, BlkStatus, CtrContext, CtrError, DevClaims, DevUse,
+    DeviceCallout, DmDev, Emitter, EndIo, HeldBio, MapBio, MapResult, NoIo, QueueLimits, RcuIndex,
+    Sector, StatusKind, StatusType,
     TableNotifier, Target, TargetRef, Worker, WriteMode,
 };
 use crate::events;
@@ -280,8 +281,16 @@ struct Meta {
     /// Newest sealed sequence number on the spare when it was last read or written: another
     /// table's commit changes it (checked before this table goes live).
     disk_seq: u64,
-    /// The other copy must be rewritten (it was found damaged).
+    /// The copy the next commit writes must be rewritten even without a change: it was found
+    /// damaged at load, or a commit to it failed.
     repair: bool,
+    /// The index matches the newest commit on the spare: set when the table goes live
+    /// (`preresume` checked the spare), cleared when a load starts. While it is not set the
+    /// index may be stale or empty, and changes and commits are refused.
+    current: bool,
+    /// Slots taken by changes whose commit failed: that commit may still have reached the disk,
+    /// so they stay allocated until a later commit succeeds.
+    uncertain: KVVec<u64>,
     /// One metadata block.
     mdbuf: KVec<u8>,
     /// Copy buffer: `max(block size, COPY_CHUNK or COPY_CHUNK_MIN)` bytes.
@@ -327,13 +336,15 @@ pub(crate) struct RemapTarget {
     pending: AtomicU64,
     /// Sequence number of the newest durable commit.
     seq: AtomicU64,
-    slots: Pin<KBox<SpinLock<SlotAllocator<KVec<u64>>>>>,
+    slots: Pin<KBox<SpinLock<SlotAllocator<KVVec<u64>>>>>,
     /// Serialises block moves and commits.
     ctl: Pin<KBox<Mutex<Meta>>>,
     /// Bios taken over for the worker (from `map` and `end_io`, any context).
     deferred: Pin<KBox<SpinLockIrq<BioList>>>,
     gate: Gate,
     stats: Stats,
+    /// Main and spare registered against use by other mapped devices.
+    _claims: DevClaims,
 }
 
 fn table_err(e: TableError) -> CtrError {
@@ -353,6 +364,94 @@ fn kvec_zeroed<T: Copy>(
     k.extend_with(n, v, GFP_KERNEL)
         .map_err(|_| CtrError { msg, err: ENOMEM })?;
     Ok(k)
+}
+
+/// Like [`kvec_zeroed`], vmalloc-backed: for memory that grows with the devices' size.
+fn kvvec_zeroed<T: Copy>(
+    n: usize,
+    v: T,
+    msg: &'static CStr,
+) -> core::result::Result<KVVec<T>, CtrError> {
+    let mut k = KVVec::new();
+    k.extend_with(n, v, GFP_KERNEL)
+        .map_err(|_| CtrError { msg, err: ENOMEM })?;
+    Ok(k)
+}
+
+/// Whether the registered device use `old` excludes `new`: another mapped device may not use
+/// the device at all; two targets of one table may not share a spare or overlapping main ranges;
+/// another table of the same mapped device (a reload) uses the same devices.
+fn claim_conflict(old: &DevUse, new: &DevUse) -> bool {
+    if old.dev != new.dev {
+        return false;
+    }
+    if old.md != new.md {
+        return true;
+    }
+    old.table == new.table && old.start < new.start + new.len && new.start < old.start + old.len
+}
+
+/// Refuse devices another `remap` target uses (see [`claim_conflict`]); register ours.
+fn claim(
+    ctx: &CtrContext,
+    main: &DmDev,
+    main_offset: Sector,
+    spare: &DmDev,
+) -> core::result::Result<DevClaims, CtrError> {
+    let md = ctx.devt();
+    let table = ctx.table_id();
+    let uses = [
+        DevUse {
+            md,
+            table,
+            dev: main.devt(),
+            start: main_offset,
+            len: ctx.len(),
+        },
+        DevUse {
+            md,
+            table,
+            dev: spare.devt(),
+            start: 0,
+            len: spare.sectors().max(1),
+        },
+    ];
+    dm::claim_devices(&uses, claim_conflict).map_err(|e| match e {
+        Ok(other) => {
+            let role = if other.dev == main.devt() {
+                "Main"
+            } else {
+                "Spare"
+            };
+            let (dmaj, dmin) = (other.dev >> 20, other.dev & 0xf_ffff);
+            let msg = if other.md == md {
+                dm::ctr_text(
+                    format_args!(
+                        "{} device {}:{} is used by another remap target of this table",
+                        role, dmaj, dmin
+                    ),
+                    c"Main or spare device is used by another remap target of this table",
+                )
+            } else {
+                dm::ctr_text(
+                    format_args!(
+                        "{} device {}:{} is already used by remap device {}:{}",
+                        role,
+                        dmaj,
+                        dmin,
+                        other.md >> 20,
+                        other.md & 0xf_ffff
+                    ),
+                    c"Main or spare device is already used by another remap device",
+                )
+            };
+            CtrError::inval(msg)
+        }
+        Err(err) => CtrError {
+            msg: c"Cannot allocate target context",
+            err,
+        },
+    })
 }
 
 /// Why the metadata on the spare cannot be used, as a constructor error.
@@ -423,6 +522,7 @@ impl Target for RemapTarget {
                 c"Main device offset must be a multiple of block_size",
             ));
         }
+        let claims = claim(ctx, &main, parsed.main_offset, &spare)?;
         let geometry = Geometry::for_spare(spare.sectors(), opts.block_size, EXTRA_RECORDS)
             .map_err(|_| {
                 CtrError::inval(c"Spare device is too small for metadata and one block")
@@ -458,7 +558,7 @@ impl Target for RemapTarget {
             target_len: ctx.len(),
         };
 
-        let bits = kvec_zeroed(
+        let bits = kvvec_zeroed(
             words_for(geometry.data_slots),
             0u64,
             c"Cannot allocate the spare slot bitmap",
@@ -473,6 +573,8 @@ impl Target for RemapTarget {
             target: CopyId::A,
             disk_seq: 0,
             repair: false,
+            current: false,
+            uncertain: KVVec::new(),
             mdbuf: kvec_zeroed(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
             buf: kvec_zeroed(
                 (opts.block_size as usize).max(COPY_CHUNK),
@@ -563,6 +665,7 @@ impl Target for RemapTarget {
                 held,
             },
             stats: Stats::default(),
+            _claims: claims,
         };
         {
             let mut m = t.ctl.lock();
@@ -702,6 +805,8 @@ impl Target for RemapTarget {
     }
 
     fn work(&self, _ti: &TargetRef) {
+        // Bios are held here: no allocation may wait on writeback to this device.
+        let _noio = NoIo::begin();
         loop {
             let mut list = core::mem::replace(&mut *self.deferred.lock(), BioList::new());
             let mut any = false;
@@ -713,11 +818,19 @@ impl Target for RemapTarget {
                 break;
             }
         }
+        if self.meta_failed.load(Relaxed) {
+            // A failed commit scheduled a repair: rewrite the copy it damaged (once per run).
+            let mut m = self.ctl.lock();
+            if m.repair && m.current {
+                let _ = self.commit(&mut m);
+            }
+        }
     }
 
     fn presuspend(&self, _ti: &TargetRef) {
         // Every change is committed before it is used; what may be left is the rewrite of a
-        // copy found damaged.
+        // copy found damaged or hit by a failed commit.
+        let _noio = NoIo::begin();
         let mut m = self.ctl.lock();
         if m.repair {
             let _ = self.commit(&mut m);
@@ -725,6 +838,8 @@ impl Target for RemapTarget {
     }
 
     fn preresume(&self, _ti: &TargetRef) -> Result {
+        // The device is suspended with bios queued: allocate without I/O.
+        let _noio = NoIo::begin();
         let mut m = self.ctl.lock();
         // Another table of this device (the one this table replaces) may have committed since
         // this one was loaded: load again if the spare changed.
@@ -743,6 +858,8 @@ impl Target for RemapTarget {
                 e.err
             })?;
         }
+        // The index is the spare's newest commit: changes may be committed from now on.
+        m.current = true;
         if m.repair {
             let _ = self.commit(&mut m);
         }
@@ -792,6 +909,8 @@ impl Target for RemapTarget {
     }
 
     fn message(&self, ti: &TargetRef, mut args: Args<'_>, out: &mut Emitter<'_>) -> Result<bool> {
+        // Block moves hold bios: no allocation may wait on writeback to this device.
+        let _noio = NoIo::begin();
         let verb = args.next().map(|v| v.to_bytes()).unwrap_or(b"");
         let mut nums = [0u64; 2];
         let mut n = 0;
@@ -1087,8 +1206,11 @@ impl RemapTarget {
 
     /// Load the index from the spare (format a blank spare when `may_format`).
     fn load(&self, m: &mut Meta, may_format: bool) -> core::result::Result<(), CtrError> {
-        // Start from nothing (a reload replaces everything).
+        // Start from nothing (a reload replaces everything); no changes until the table is
+        // live again.
+        m.current = false;
         self.forget_all();
+        m.uncertain.clear();
 
         // What this table says: the identity and name the ctr put into the set (a version 1
         // spare is checked against the main device's kernel name instead).
@@ -1113,7 +1235,7 @@ impl RemapTarget {
                 .unwrap_or(0)
         };
         let words = words.max(words_for(m.set.geometry.data_slots));
-        let mut scratch = kvec_zeroed(words, 0u64, c"Cannot allocate the metadata bitmap")?;
+        let mut scratch = kvvec_zeroed(words, 0u64, c"Cannot allocate the metadata bitmap")?;
         let mut entries = 0u64;
         let mut pending = 0u64;
         let res = {
@@ -1227,6 +1349,15 @@ impl RemapTarget {
     /// the superblock with a preflush (everything written before, data slots included, is
     /// durable first) and FUA.
     fn commit(&self, m: &mut Meta) -> Result {
+        if !m.current {
+            // Not checked against the spare (a table not live yet, or whose load at resume
+            // failed): the index may be stale and must not replace newer metadata.
+            pr_warn!(
+                "{}: metadata not loaded for the live table; change refused\n",
+                self.spare.name()
+            );
+            return Err(EBUSY);
+        }
         let seq = m.next_seq;
         let copy = m.target;
         // Never reuse a sequence number, even one whose write failed half-way.
@@ -1274,14 +1405,23 @@ impl RemapTarget {
                 m.target = copy.other();
                 m.disk_seq = seq;
                 m.repair = false;
+                // The copy a failed commit may have reached is overwritten, the other one
+                // predates the slots that commit took: they are free again.
+                for &slot in m.uncertain.iter() {
+                    self.free_slot(slot);
+                }
+                m.uncertain.clear();
                 self.seq.store(seq, SeqCst);
                 self.meta_failed.store(false, Relaxed);
                 self.stats.commits.fetch_add(1, Relaxed);
             }
             Err(e) => {
-                // The copy written to is now invalid; the other one still holds the previous
-                // commit. The next commit writes the same copy again.
+                // The copy written to is now invalid (or, if the error came after the write
+                // reached the disk, valid with this commit); the other one still holds the
+                // previous commit. The next commit, or the repair it schedules, writes the same
+                // copy again.
                 m.disk_seq = seq;
+                m.repair = true;
                 self.meta_failed.store(true, Relaxed);
                 self.stats.commit_errors.fetch_add(1, Relaxed);
                 self.event(
@@ -1364,7 +1504,9 @@ impl RemapTarget {
                 }
                 self.account(new, old);
                 if let Some(Entry::Remapped { slot }) = new.map(Entry::decode) {
-                    self.free_slot(slot);
+                    // The commit may have reached the disk: keep the slot until one succeeds
+                    // (without memory to note it, it stays allocated until the next load).
+                    let _ = m.uncertain.push(slot, GFP_KERNEL);
                 }
                 continue;
             }
@@ -1391,10 +1533,28 @@ impl RemapTarget {
             (a.free(), a.total())
         };
         self.check_spare_low(free, total);
+        if failed {
+            // Schedule the repair of the copy the failed commit damaged.
+            self.worker.kick();
+        }
         res
     }
 
     // ---- moves ------------------------------------------------------------------------------
+
+    /// The control state for a change of the index, refused (`EBUSY`) while the index is not
+    /// known to match the spare (see `Meta::current`).
+    fn ctl_for_change(&self) -> Result<MutexGuard<'_, Meta>> {
+        let m = self.ctl.lock();
+        if !m.current {
+            pr_warn!(
+                "{}: metadata not loaded for the live table (resume it); change refused\n",
+                self.spare.name()
+            );
+            return Err(EBUSY);
+        }
+        Ok(m)
+    }
 
     /// Stop new bios from reaching blocks `first..first + len` and wait for those in flight.
     fn start_move(&self, first: u64, len: u64) {
@@ -1472,7 +1632,10 @@ impl RemapTarget {
     /// Returns the blocks moved (durably), the blocks already on the spare, and the error that
     /// stopped the move early.
     fn remap_range(&self, first: u64, len: u64) -> (u64, u64, Result) {
-        let mut m = self.ctl.lock();
+        let mut m = match self.ctl_for_change() {
+            Ok(m) => m,
+            Err(e) => return (0, 0, Err(e)),
+        };
         self.start_move(first, len);
         let per_chunk = (m.buf.len() / self.block_bytes()).max(1) as u64;
         let mut already = 0;
@@ -1555,7 +1718,7 @@ impl RemapTarget {
 
     /// Move `block` back to main and free its slot.
     fn unremap_block(&self, block: u64) -> Result {
-        let mut m = self.ctl.lock();
+        let mut m = self.ctl_for_change()?;
         let slot = match self.index.get(block).map(Entry::decode) {
             Some(Entry::Remapped { slot }) => slot,
             _ => {
@@ -1587,7 +1750,7 @@ impl RemapTarget {
     /// Mark blocks `first..first + len` pending (those neither pending nor remapped) with one
     /// commit. Returns how many were marked.
     fn mark_pending(&self, first: u64, len: u64) -> Result<u64> {
-        let mut m = self.ctl.lock();
+        let mut m = self.ctl_for_change()?;
         self.start_move(first, len);
         let mut res = Ok(());
         for b in first..first + len {

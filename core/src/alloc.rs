@@ -1,11 +1,12 @@
 //! Spare-slot allocator with an O(1) allocation cache.
 //!
 //! The spare device's data area is divided into `nslots` slots of one remap block each. A bitmap
-//! (storage handed in by the caller: a `Vec<u64>` in userspace, a `KVec<u64>` in the kernel) marks
-//! each slot that is allocated *or* sitting in the cache. Allocation pops a slot from a small
-//! array of free slots; when the array is empty it is refilled with up to [`REFILL`] free slots
-//! found by scanning the bitmap from a rotating cursor, so the amortised cost of an allocation is
-//! O(1) word operations and freed slots are reused first (they stay hot in the cache).
+//! (storage handed in by the caller: a `Vec<u64>` in userspace, a vmalloc-backed `KVVec<u64>` in
+//! the kernel, as it grows with the spare) marks each slot that is allocated *or* sitting in the
+//! cache. Allocation pops a slot from a small array of free slots; when the array is empty it is
+//! refilled with up to [`REFILL`] free slots found by scanning the bitmap from a rotating cursor,
+//! so the amortised cost of an allocation is O(1) word operations and freed slots are reused
+//! first (they stay hot in the cache).
 //!
 //! No allocation, no panics, no floating point: this file is compiled into the kernel module.
 

@@ -88,6 +88,13 @@ PROFILES = {
         ("virtio", "vspare0", 1024, ""),
         ("virtio", "vspare1", 256, ""),
     ],
+    # The default disks plus a 1 TiB spare (/dev/vdc) on a sparse image: costs no host disk.
+    "bigspare": [
+        ("nvme", "nvme0", 1024, "serial=DMRMAIN0"),
+        ("virtio", "vspare0", 1024, ""),
+        ("virtio", "vspare1", 256, ""),
+        ("virtio", "vbig0", 1 << 20, ""),
+    ],
 }
 
 TIMEOUT = object()
