@@ -150,7 +150,10 @@ cat /tmp/create.txt
 [ -b /dev/mapper/r0 ] || fail "/dev/mapper/r0 is not a block device"
 assert_eq "node devno" "$(stat -c '%t:%T' /dev/mapper/r0)" \
 	"$(dmsetup info -c --noheadings -o major,minor --separator : r0 | awk -F: '{printf "%x:%x", $1, $2}')"
-assert_eq "table" "$(dmsetup table r0)" "0 $LEN remap $(devno "$MAIN") 0 $(devno "$SPARE") 2 block_size:4096 read_retries:2"
+# create names the main disk by its stable identity (the NVMe namespace's WWID in sysfs).
+main_id=$(cat "/sys/block/$(basename "$MAIN")/wwid")
+assert_eq "table" "$(dmsetup table r0)" \
+	"0 $LEN remap $(devno "$MAIN") 0 $(devno "$SPARE") 3 block_size:4096 read_retries:2 main_id:$main_id"
 assert_eq "uuid" "$(dmsetup info -c --noheadings -o uuid r0)" DMREMAP-TEST-r0
 expect_rc 1 "r0: a device-mapper device with this name or UUID exists already" "create twice" \
 	$D create r0 --main "$MAIN" --spare "$SPARE2"

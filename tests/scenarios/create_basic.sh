@@ -22,7 +22,10 @@ dmsetup message r0 0 help | grep -q 'ping' || fail "help does not list ping"
 expect_fail "unknown message" dmsetup message r0 0 frobnicate
 expect_fail "ping with an argument" dmsetup message r0 0 ping now
 
-# Options are reproduced in the table, canonically ordered.
+check "remove r0" dmsetup remove r0
+
+# Options are reproduced in the table, canonically ordered. (While r0 was live, its main could
+# not be used by another mapped device's remap target: see the exclusive scenario.)
 create r1 "0 8192 remap $MAIN 0 $SPARE2 2 read_retries:5 block_size:8192"
 assert_eq "table with options" "$(dmsetup table r1)" \
 	"0 8192 remap $(devno "$MAIN") 0 $(devno "$SPARE2") 2 block_size:8192 read_retries:5"
@@ -30,5 +33,4 @@ assert_eq "status with 8 KiB blocks" "$(dmsetup status r1 | cut -d' ' -f6)" "0/$
 # The preferred minimum I/O size is the remap block size.
 assert_eq "io_min" "$(cat "$(dm_sysfs r1)/queue/minimum_io_size")" 8192
 check "remove r1" dmsetup remove r1
-check "remove r0" dmsetup remove r0
 info "create/table/status/messages ok"
