@@ -55,13 +55,15 @@ depends=$(cd "$work" && mkdir -p debian && touch debian/control &&
 	dpkg-shlibdeps -O "$t/usr/sbin/dmremap" "$t/usr/sbin/dmremapd" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || depends="libc6, libgcc-s1"
 size=$(finish "$t")
+# dmsetup: its udev rules (10-dm, 55-dm, 95-dm-notify) make /dev/mapper/NAME, the device unit
+# systemd waits on for an fstab line, and complete the udev cookie dmremap waits on at resume.
 cat >"$t/DEBIAN/control" <<EOF
 Package: dm-remap
 Version: $VERSION
 Architecture: $ARCH
 Maintainer: $MAINTAINER
 Installed-Size: $size
-Depends: $depends, kmod, udev
+Depends: $depends, dmsetup, kmod, udev
 Recommends: dm-remap-dkms
 Section: admin
 Priority: optional
