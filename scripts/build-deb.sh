@@ -81,8 +81,10 @@ cat >"$t/DEBIAN/postinst" <<'EOF'
 set -e
 if [ "$1" = configure ]; then
 	if command -v deb-systemd-helper >/dev/null 2>&1; then
-		deb-systemd-helper unmask dmremapd.service >/dev/null || true
-		deb-systemd-helper enable dmremapd.service >/dev/null || true
+		for u in dmremapd.service dmremap-activate.service; do
+			deb-systemd-helper unmask "$u" >/dev/null || true
+			deb-systemd-helper enable "$u" >/dev/null || true
+		done
 	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload >/dev/null || true
@@ -103,7 +105,7 @@ cat >"$t/DEBIAN/postrm" <<'EOF'
 set -e
 if [ "$1" = remove ] || [ "$1" = purge ]; then
 	if command -v deb-systemd-helper >/dev/null 2>&1; then
-		deb-systemd-helper purge dmremapd.service >/dev/null || true
+		deb-systemd-helper purge dmremapd.service dmremap-activate.service >/dev/null || true
 	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload >/dev/null || true
