@@ -11,7 +11,7 @@ export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 # Scenarios of the distribution-kernel leg (make test-distro): data, metadata, fault and CLI.
 DISTRO_SCENARIOS ?= load_unload,create_basic,offset_mapping,multi_segment,remap_data,reload,remap_suspend,metadata,fault_read,fault_write,fault_ext4,ext4,fio_verify,bad_messages,rmmod_busy,control_device,events,cli
 
-.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-distro demo bench clean install install-dkms deb rules-test
+.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-distro demo bench clean install install-dkms deb rules-test test-boot
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
 	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
 	@echo "make test-distro           VM scenarios on Debian's own 7.3.4+deb13-amd64 kernel (SCENARIO=x to pick)"
+	@echo "make test-boot             boot_activate: Debian 13 guest (systemd, udev) with the package, reboot with disks reordered"
 	@echo "make kmod-distro           build dm_remap.ko for Debian's kernel (scripts/build-distro-kmod.sh)"
 	@echo "make kernel FLAVOUR=x      build the cached test kernel"
 	@echo "make userspace             build dmremap and dmremapd (production, checked free of dev tools)"
@@ -94,6 +95,11 @@ deb: userspace
 
 test-distro: deps devtools
 	@tests/vm/run.sh --flavour distro $(or $(SCENARIO),$(DISTRO_SCENARIOS))
+
+# Not part of make test: two boots of a Debian 13 guest (systemd, udev, Debian's kernel) with
+# target/deb/dm-remap_*.deb installed (tests/boot/run.sh).
+test-boot: deps deb
+	@t0=$$SECONDS; tests/boot/run.sh; rc=$$?; echo "[$$(date +%T)] stage test-boot: done in $$((SECONDS - t0)) s"; exit $$rc
 
 bench: deps devtools
 	@test -n "$(BENCH)" || { echo "usage: make bench BENCH=kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub"; exit 2; }

@@ -55,13 +55,15 @@ depends=$(cd "$work" && mkdir -p debian && touch debian/control &&
 	dpkg-shlibdeps -O "$t/usr/sbin/dmremap" "$t/usr/sbin/dmremapd" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || depends="libc6, libgcc-s1"
 size=$(finish "$t")
+# dmsetup: its udev rules (10-dm, 55-dm, 95-dm-notify) make /dev/mapper/NAME, the device unit
+# systemd waits on for an fstab line, and complete the udev cookie dmremap waits on at resume.
 cat >"$t/DEBIAN/control" <<EOF
 Package: dm-remap
 Version: $VERSION
 Architecture: $ARCH
 Maintainer: $MAINTAINER
 Installed-Size: $size
-Depends: $depends, kmod, udev
+Depends: $depends, dmsetup, kmod, udev
 Recommends: dm-remap-dkms
 Section: admin
 Priority: optional
@@ -79,8 +81,10 @@ cat >"$t/DEBIAN/postinst" <<'EOF'
 set -e
 if [ "$1" = configure ]; then
 	if command -v deb-systemd-helper >/dev/null 2>&1; then
-		deb-systemd-helper unmask dmremapd.service >/dev/null || true
-		deb-systemd-helper enable dmremapd.service >/dev/null || true
+		for u in dmremapd.service dmremap-activate.service; do
+			deb-systemd-helper unmask "$u" >/dev/null || true
+			deb-systemd-helper enable "$u" >/dev/null || true
+		done
 	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload >/dev/null || true
@@ -101,7 +105,7 @@ cat >"$t/DEBIAN/postrm" <<'EOF'
 set -e
 if [ "$1" = remove ] || [ "$1" = purge ]; then
 	if command -v deb-systemd-helper >/dev/null 2>&1; then
-		deb-systemd-helper purge dmremapd.service >/dev/null || true
+		deb-systemd-helper purge dmremapd.service dmremap-activate.service >/dev/null || true
 	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload >/dev/null || true

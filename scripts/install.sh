@@ -30,9 +30,11 @@ tools() {
 	trap 'rm -rf "$t"' RETURN
 	subst "$ROOT/userspace/daemon/dmremapd.service" >"$t/dmremapd.service"
 	subst "$ROOT/dist/systemd/dmremap-activate@.service" >"$t/dmremap-activate@.service"
+	subst "$ROOT/dist/systemd/dmremap-activate.service" >"$t/dmremap-activate.service"
 	subst "$ROOT/dist/udev/69-dm-remap.rules" >"$t/69-dm-remap.rules"
 	put 0644 "$t/dmremapd.service" "$D/lib/systemd/system/dmremapd.service"
 	put 0644 "$t/dmremap-activate@.service" "$D/lib/systemd/system/dmremap-activate@.service"
+	put 0644 "$t/dmremap-activate.service" "$D/lib/systemd/system/dmremap-activate.service"
 	put 0644 "$t/69-dm-remap.rules" "$D/lib/udev/rules.d/69-dm-remap.rules"
 	put 0644 "$ROOT/dist/modules-load.d/dm_remap.conf" "$D/lib/modules-load.d/dm_remap.conf"
 
