@@ -1,7 +1,7 @@
 //! The service manager's notification protocol (`sd_notify(3)`): one datagram of
 //! newline-separated `KEY=value` assignments to the `AF_UNIX` socket named by `$NOTIFY_SOCKET`
 //! (a path, or an abstract name written with a leading `@`). Without the variable (not run by
-//! systemd with `Type=notify`) every call does nothing.
+//! systemd with `Type=notify-reload`) every call does nothing.
 //!
 //! The daemon sends `READY=1` once its sources and sinks run, `RELOADING=1` with
 //! `MONOTONIC_USEC=` when a SIGHUP reload starts and `READY=1` when it is done (with `STATUS=`

@@ -1,4 +1,4 @@
-//! The daemon binary under a notification socket, as systemd runs it with `Type=notify`:
+//! The daemon binary under a notification socket, as systemd runs it with `Type=notify-reload`:
 //! `READY=1` once it serves, `RELOADING=1` + `MONOTONIC_USEC=` then `READY=1` on SIGHUP, a
 //! rejected configuration reported with `ERRNO=` and `STATUS=` while the old one keeps running,
 //! `STOPPING=1` on SIGTERM.
