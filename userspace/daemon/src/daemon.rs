@@ -89,18 +89,19 @@ impl Tuning {
         Box::new(move || {
             let tid = tune::current_tid();
             let name = std::thread::current().name().unwrap_or("?").to_string();
-            me.workers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Worker {
-                    tid,
-                    name: name.clone(),
-                    role,
-                });
+            // Tuned while the list is locked: a thread is listed only once its tuning is in
+            // place, and a concurrent reapply sees it either before (and applies after) or not
+            // at all (and the thread applies the profile current when it takes the lock).
+            let mut workers = me.workers.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(t) = me.profile(role) {
                 let r = tune::apply_current_thread(&t);
                 me.report(&name, &r);
             }
+            workers.push(Worker {
+                tid,
+                name: name.clone(),
+                role,
+            });
         })
     }
 
