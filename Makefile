@@ -11,11 +11,12 @@ export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 # Scenarios of the distribution-kernel leg (make test-distro): data, metadata, fault and CLI.
 DISTRO_SCENARIOS ?= load_unload,create_basic,offset_mapping,multi_segment,remap_data,reload,remap_suspend,metadata,fault_read,fault_write,fault_ext4,ext4,fio_verify,bad_messages,rmmod_busy,control_device,events,cli
 
-.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-distro demo bench clean install install-dkms deb rules-test test-boot
+.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-full test-distro demo bench clean install install-dkms deb rules-test test-boot
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
 	@echo "make test                  lint, cargo tests + the VM scenario suite on the debug kernel"
+	@echo "make test-full             make test plus the slow scenarios (suite: full)"
 	@echo "make lint                  cargo fmt --check and clippy with warnings as errors"
 	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
 	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
@@ -71,8 +72,10 @@ lint: deps
 cargo-test: deps
 	@t0=$$SECONDS; $(CARGO) test --workspace --all-features; rc=$$?; echo "[$$(date +%T)] stage cargo-test: done in $$((SECONDS - t0)) s"; exit $$rc
 
+# SUITE=full adds the scenarios marked `# suite: full` (make test-full).
+SUITE ?= test
 vm-test: deps devtools
-	@tests/vm/run.sh --flavour $(FLAVOUR) $(SCENARIO)
+	@tests/vm/run.sh --flavour $(FLAVOUR) --suite $(SUITE) $(SCENARIO)
 ifeq ($(SCENARIO),)
 	@tests/vm/run.sh --flavour $(FLAVOUR) --powercut 3 60
 endif
@@ -80,6 +83,10 @@ endif
 # lint runs first and stops the run before the cargo tests and the VM suite.
 test: lint
 	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test
+
+# Every scenario, the slow ones too (remap_many, control_fuzz, fio_verify).
+test-full: lint
+	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test SUITE=full
 
 rules-test: deps
 	@tests/prometheus/check-rules.sh

@@ -3,6 +3,7 @@
 # may only fail with EINVAL/EFAULT/ENOTTY/ENODEV (EAGAIN for a read), never oops; a caller
 # without root gets EPERM (or EACCES from the node's mode); nonsense on the command line gets a
 # clear "dmremap: " or usage message and a non-zero exit code.
+# suite: full
 # timeout: 900
 . /scenarios/lib.sh
 

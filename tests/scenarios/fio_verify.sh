@@ -1,4 +1,5 @@
 # fio random writes with crc32c verification through the remap device.
+# suite: full
 # timeout: 600
 . /scenarios/lib.sh
 load_module

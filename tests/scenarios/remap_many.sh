@@ -1,4 +1,5 @@
 # 100K remaps (512-byte blocks): every one listed, data intact, memory used reported.
+# suite: full
 # timeout: 1800
 . /scenarios/lib.sh
 load_module

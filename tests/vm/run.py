@@ -5,7 +5,8 @@ Each scenario is tests/scenarios/<name>.sh. Header comments configure it:
     # timeout: <seconds>      guest run time allowed (default 300)
     # vm: <profile>           disk layout (see PROFILES; default "default")
     # kernel-args: <args>     extra kernel command line (e.g. kmemleak=on)
-    # suite: <name>           "test" (default), "demo" or "bench"
+    # suite: <name>           "test" (default: make test), "full" (make test-full only), "demo",
+                              "bench", "lib" (sourced by other scenarios) or "powercut"
     # clock: mttcg|icount     icount: one vCPU, guest time = instructions executed (repeatable)
 
 Scenarios with the same VM settings share one boot; /init prints markers around each one. A
@@ -138,7 +139,9 @@ def discover(suite, names):
         if missing:
             raise SystemExit(f"unknown scenario(s): {', '.join(missing)}; have: {', '.join(all_scen)}")
         return [(n, all_scen[n]) for n in names]
-    return [(n, c) for n, c in all_scen.items() if c["suite"] == suite]
+    # The full suite is the test suite plus the scenarios too slow for every `make test`.
+    want = ("test", "full") if suite == "full" else (suite,)
+    return [(n, c) for n, c in all_scen.items() if c["suite"] in want]
 
 
 class VM:
@@ -470,12 +473,14 @@ def main():
     if not scen:
         raise SystemExit("no scenarios to run")
     os.makedirs(args.out, exist_ok=True)
-    # Group consecutive scenarios by VM settings, keeping the order.
+    # One group per VM settings (in order of first appearance), scenarios in their order within
+    # it: each group needs its own boot.
     groups = []
     for name, cfg in scen:
         key = (cfg["vm"], cfg["kernel-args"], cfg["clock"])
-        if groups and groups[-1][0] == key:
-            groups[-1][1].append((name, cfg))
+        same = [g for g in groups if g[0] == key]
+        if same:
+            same[0][1].append((name, cfg))
         else:
             groups.append((key, [(name, cfg)]))
     results = []

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh [--flavour release|debug|distro] [--suite test|demo|bench] [--echo] [SCENARIO...]
+# run.sh [--flavour release|debug|distro] [--suite test|full|demo|bench] [--echo] [SCENARIO...]
 # run.sh [--flavour release|debug|distro] --powercut KILLS LOG_OPS [--json FILE]
 # Build what the VM needs (kernel, module, userspace, initramfs) and run scenarios in QEMU, or
 # the power-cut tests (tests/vm/powercut.py: KILLS kill-QEMU iterations and a dm-log-writes
