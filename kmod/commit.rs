@@ -11,7 +11,7 @@ use core::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 use kernel::prelude::*;
 use kernel::sync::MutexGuard;
 
-use super::ctr::{kvvec_zeroed, load_err};
+use super::ctr::{load_err, vec_of};
 use super::{Meta, RemapTarget};
 use crate::alloc::words_for;
 use crate::dm::{uapi, CtrError, DmDev, NoIo, RcuIndex, WriteMode};
@@ -152,7 +152,7 @@ impl RemapTarget {
                 .unwrap_or(0)
         };
         let words = words.max(words_for(m.set.geometry.data_slots));
-        let mut scratch = kvvec_zeroed(words, 0u64, c"Cannot allocate the metadata bitmap")?;
+        let mut scratch: KVVec<u64> = vec_of(words, 0u64, c"Cannot allocate the metadata bitmap")?;
         let mut entries = 0u64;
         let mut pending = 0u64;
         let res = {

@@ -4,6 +4,7 @@
 //! metadata.
 
 use core::sync::atomic::{AtomicBool, AtomicU64};
+use kernel::alloc::{Allocator, Vec};
 use kernel::new_mutex;
 use kernel::new_spinlock;
 use kernel::new_spinlock_irq;
@@ -37,24 +38,14 @@ fn nomem(msg: &'static CStr) -> impl FnOnce(Error) -> CtrError {
     move |err| CtrError { msg, err }
 }
 
-fn kvec_zeroed<T: Copy>(
+/// A vector of `n` copies of `v`, from allocator `A`: `KVec` for fixed-size buffers, `KVVec`
+/// (vmalloc-backed) for memory that grows with the devices' size or with user input.
+pub(super) fn vec_of<T: Copy, A: Allocator>(
     n: usize,
     v: T,
     msg: &'static CStr,
-) -> core::result::Result<KVec<T>, CtrError> {
-    let mut k = KVec::new();
-    k.extend_with(n, v, GFP_KERNEL)
-        .map_err(|_| CtrError { msg, err: ENOMEM })?;
-    Ok(k)
-}
-
-/// Like [`kvec_zeroed`], vmalloc-backed: for memory that grows with the devices' size.
-pub(super) fn kvvec_zeroed<T: Copy>(
-    n: usize,
-    v: T,
-    msg: &'static CStr,
-) -> core::result::Result<KVVec<T>, CtrError> {
-    let mut k = KVVec::new();
+) -> core::result::Result<Vec<T, A>, CtrError> {
+    let mut k = Vec::new();
     k.extend_with(n, v, GFP_KERNEL)
         .map_err(|_| CtrError { msg, err: ENOMEM })?;
     Ok(k)
@@ -243,7 +234,7 @@ impl RemapTarget {
             target_len: ctx.len(),
         };
 
-        let bits = kvvec_zeroed(
+        let bits: KVVec<u64> = vec_of(
             words_for(geometry.data_slots),
             0u64,
             c"Cannot allocate the spare slot bitmap",
@@ -260,14 +251,14 @@ impl RemapTarget {
             repair: false,
             current: false,
             uncertain: KVVec::new(),
-            mdbuf: kvec_zeroed(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
-            buf: kvec_zeroed(
+            mdbuf: vec_of(MD_BLOCK_SIZE, 0u8, c"Cannot allocate the metadata buffer")?,
+            buf: vec_of(
                 (opts.block_size as usize).max(COPY_CHUNK),
                 0u8,
                 c"Cannot allocate the copy buffer",
             )
             .or_else(|_| {
-                kvec_zeroed(
+                vec_of(
                     (opts.block_size as usize).max(COPY_CHUNK_MIN),
                     0u8,
                     c"Cannot allocate the copy buffer",
