@@ -279,44 +279,7 @@ impl RemapTarget {
         let copy = m.target;
         // Never reuse a sequence number, even one whose write failed half-way.
         m.next_seq = seq + 1;
-        let res = (|| -> Result {
-            let Meta {
-                set, mdbuf, buf, ..
-            } = &mut *m;
-            let mut records = IndexRecords {
-                index: &self.index,
-                next: 0,
-                last: self.main_blocks,
-                done: false,
-            };
-            let mut enc = metadata::CopyEncoder::new(set, copy, seq, None).map_err(|_| EINVAL)?;
-            // Record blocks are consecutive: gather them in the copy buffer, one write per
-            // buffer full.
-            let mut start = 0;
-            let mut used = 0;
-            while let Some(sector) = enc.next_block(&mut records, mdbuf).map_err(|_| ENOSPC)? {
-                if used > 0
-                    && (sector != start + (used / 512) as u64 || used + MD_BLOCK_SIZE > buf.len())
-                {
-                    self.spare
-                        .write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
-                    used = 0;
-                }
-                if used == 0 {
-                    start = sector;
-                }
-                buf.get_mut(used..used + MD_BLOCK_SIZE)
-                    .ok_or(EINVAL)?
-                    .copy_from_slice(mdbuf.get(..MD_BLOCK_SIZE).ok_or(EINVAL)?);
-                used += MD_BLOCK_SIZE;
-            }
-            if used > 0 {
-                self.spare
-                    .write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
-            }
-            let (sector, _) = enc.finish(mdbuf).map_err(|_| EINVAL)?;
-            self.spare.write(sector, mdbuf, WriteMode::FlushFua)
-        })();
+        let res = self.write_copy(m, copy, seq);
         match res {
             Ok(()) => {
                 m.target = copy.other();
@@ -356,6 +319,47 @@ impl RemapTarget {
             }
         }
         res
+    }
+
+    /// Write the whole index as copy `copy` with sequence number `seq`: record blocks, then the
+    /// superblock with a preflush and FUA.
+    fn write_copy(&self, m: &mut Meta, copy: CopyId, seq: u64) -> Result {
+        let Meta {
+            set, mdbuf, buf, ..
+        } = &mut *m;
+        let mut records = IndexRecords {
+            index: &self.index,
+            next: 0,
+            last: self.main_blocks,
+            done: false,
+        };
+        let mut enc = metadata::CopyEncoder::new(set, copy, seq, None).map_err(|_| EINVAL)?;
+        // Record blocks are consecutive: gather them in the copy buffer, one write per
+        // buffer full.
+        let mut start = 0;
+        let mut used = 0;
+        while let Some(sector) = enc.next_block(&mut records, mdbuf).map_err(|_| ENOSPC)? {
+            if used > 0
+                && (sector != start + (used / 512) as u64 || used + MD_BLOCK_SIZE > buf.len())
+            {
+                self.spare
+                    .write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
+                used = 0;
+            }
+            if used == 0 {
+                start = sector;
+            }
+            buf.get_mut(used..used + MD_BLOCK_SIZE)
+                .ok_or(EINVAL)?
+                .copy_from_slice(mdbuf.get(..MD_BLOCK_SIZE).ok_or(EINVAL)?);
+            used += MD_BLOCK_SIZE;
+        }
+        if used > 0 {
+            self.spare
+                .write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
+        }
+        let (sector, _) = enc.finish(mdbuf).map_err(|_| EINVAL)?;
+        self.spare.write(sector, mdbuf, WriteMode::FlushFua)
     }
 
     /// Record a change of the index for the move in progress (undone if its commit fails).

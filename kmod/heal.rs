@@ -142,18 +142,18 @@ impl RemapTarget {
             }
             // Data written into slots the index already had is made durable by the commit's
             // preflush; without a commit (no new slot) flush the spare, as a FUA write needs.
-            let durable = if wrote_main {
+            let mut durable = if wrote_main {
                 self.main.flush()
             } else {
                 Ok(())
-            }
-            .and_then(|()| {
-                if m.undo.is_empty() {
+            };
+            if durable.is_ok() {
+                durable = if m.undo.is_empty() {
                     self.spare.flush()
                 } else {
                     self.commit_changes(&mut m)
-                }
-            });
+                };
+            }
             if durable.is_err() {
                 status = BlkStatus::ioerr();
             } else if status.is_ok() {

@@ -209,10 +209,7 @@ impl RemapTarget {
             res = match self.read_main(&mut m, b, n as usize) {
                 Ok(()) => self.move_from_buf(&mut m, b, n, &mut already),
                 // One block may be unreadable: go block by block to move the others.
-                Err(_) if n > 1 => (b..b + n).try_for_each(|x| {
-                    self.read_main(&mut m, x, 1)
-                        .and_then(|()| self.move_from_buf(&mut m, x, 1, &mut already))
-                }),
+                Err(_) if n > 1 => self.move_blocks_singly(&mut m, b, n, &mut already),
                 Err(e) => Err(e),
             };
             b += n;
@@ -224,6 +221,16 @@ impl RemapTarget {
             Ok(()) => (done, already, res),
             Err(e) => (0, already, Err(e)),
         }
+    }
+
+    /// Move the `n` blocks from `first` on one at a time (no commit): read each from main and
+    /// move it; stops at the first block that fails.
+    fn move_blocks_singly(&self, m: &mut Meta, first: u64, n: u64, already: &mut u64) -> Result {
+        for b in first..first + n {
+            self.read_main(m, b, 1)?;
+            self.move_from_buf(m, b, 1, already)?;
+        }
+        Ok(())
     }
 
     /// Move the `n` blocks from `block` on, whose data is in the copy buffer, to fresh slots
@@ -290,24 +297,27 @@ impl RemapTarget {
             }
         };
         self.start_move(block, 1);
-        let bytes = self.block_bytes();
-        let res = (|| -> Result {
-            let buf = m.buf.get_mut(..bytes).ok_or(EINVAL)?;
-            self.spare.read(self.slot_sector(slot), buf)?;
-            // Only the part inside the target goes back (a partial last block).
-            let inside = buf.get(..self.block_len(block)).ok_or(EINVAL)?;
-            self.main
-                .write(self.main_sector(block), inside, WriteMode::Plain)?;
-            // The data must be durable on main before the record stops pointing at the slot.
-            self.main.flush()?;
-            let old = self.index.remove(block);
-            m.undo.push((block, old), GFP_KERNEL)?;
-            self.account(old, None);
-            Ok(())
-        })();
+        let res = self.copy_back(&mut m, block, slot);
         let res = res.and_then(|()| self.commit_changes(&mut m));
         self.end_move();
         res
+    }
+
+    /// Copy `block` from spare slot `slot` back to main, make it durable there and drop its
+    /// index entry (no commit).
+    fn copy_back(&self, m: &mut Meta, block: u64, slot: u64) -> Result {
+        let buf = m.buf.get_mut(..self.block_bytes()).ok_or(EINVAL)?;
+        self.spare.read(self.slot_sector(slot), buf)?;
+        // Only the part inside the target goes back (a partial last block).
+        let inside = buf.get(..self.block_len(block)).ok_or(EINVAL)?;
+        self.main
+            .write(self.main_sector(block), inside, WriteMode::Plain)?;
+        // The data must be durable on main before the record stops pointing at the slot.
+        self.main.flush()?;
+        let old = self.index.remove(block);
+        m.undo.push((block, old), GFP_KERNEL)?;
+        self.account(old, None);
+        Ok(())
     }
 
     /// Mark blocks `first..first + len` pending (those neither pending nor remapped) with one
