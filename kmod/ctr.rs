@@ -276,7 +276,7 @@ impl RemapTarget {
         };
         let ctl = KBox::pin_init(new_mutex!(meta, "dm_remap:ctl"), GFP_KERNEL)
             .map_err(nomem(c"Cannot allocate target context"))?;
-        let gate = Gate::new().map_err(nomem(c"Cannot allocate target context"))?;
+        let gate = Gate::new(blocks).map_err(nomem(c"Cannot allocate target context"))?;
         let deferred = KBox::pin_init(
             new_spinlock_irq!(BioList::new(), "dm_remap:deferred"),
             GFP_KERNEL,

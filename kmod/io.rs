@@ -94,7 +94,11 @@ impl RemapTarget {
         let rel = bio.sector() - ti.begin();
         let write = bio.is_write();
         // Writes are always counted: a block move must wait for writes to main in flight.
-        let mut tag = if write { self.gate.enter() } else { 0 };
+        let mut tag = if write {
+            self.enter_gate(rel, bio.sectors())
+        } else {
+            0
+        };
         let moving = self.gate.moving.load(SeqCst);
         if moving == 0 && self.entries.load(SeqCst) == 0 {
             bio.save_data(tag);
@@ -104,7 +108,7 @@ impl RemapTarget {
         }
         if tag == 0 {
             // Reads that may go to the spare are counted too: unremap frees slots.
-            tag = self.gate.enter();
+            tag = self.enter_gate(rel, bio.sectors());
         }
         let piece = loop {
             // Read after entering: a move that started before the bio was counted is seen here;
@@ -137,6 +141,9 @@ impl RemapTarget {
             }
             self.gate.leave(tag);
             bio.save_data(0);
+            // Held only while `moving` is still the range seen above: `end_move` clears it under
+            // this lock before it takes the held bios, so a bio pushed here is resubmitted by
+            // that move's `end_move` (see the gate's module documentation).
             let mut held = self.gate.held.lock();
             if self.gate.moving.load(SeqCst) == moving {
                 held.push(bio);
@@ -146,7 +153,7 @@ impl RemapTarget {
             drop(held);
             // The move finished meanwhile: enter again and look again (another move may have
             // started since).
-            tag = self.gate.enter();
+            tag = self.enter_gate(rel, bio.sectors());
         };
         if piece.sectors < bio.sectors() {
             if bio.accept_partial(piece.sectors).is_err() {
