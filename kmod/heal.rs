@@ -142,19 +142,20 @@ impl RemapTarget {
             }
             // Data written into slots the index already had is made durable by the commit's
             // preflush; without a commit (no new slot) flush the spare, as a FUA write needs.
-            let mut durable = if wrote_main {
+            let main_durable = if wrote_main {
                 self.main.flush()
             } else {
                 Ok(())
             };
-            if durable.is_ok() {
-                durable = if m.undo.is_empty() {
-                    self.spare.flush()
-                } else {
-                    self.commit_changes(&mut m)
-                };
-            }
-            if durable.is_err() {
+            // The move's index changes are committed (or undone) even when main's flush
+            // failed: left in the index, they would be used uncommitted and end up in the next
+            // move's commit or undo.
+            let spare_durable = if m.undo.is_empty() {
+                self.spare.flush()
+            } else {
+                self.commit_changes(&mut m)
+            };
+            if main_durable.is_err() || spare_durable.is_err() {
                 status = BlkStatus::ioerr();
             } else if status.is_ok() {
                 self.stats.healed_writes.fetch_add(1, Relaxed);
