@@ -68,6 +68,8 @@ impl metadata::SpareWrite for SpareIo<'_> {
 }
 
 impl RemapTarget {
+    /// `preresume`: reload the index if another table committed since this one loaded, then
+    /// allow changes.
     pub(super) fn before_resume(&self) -> Result {
         // The device is suspended with bios queued: allocate without I/O.
         let _noio = NoIo::begin();
@@ -97,6 +99,7 @@ impl RemapTarget {
         Ok(())
     }
 
+    /// `presuspend`: rewrite a damaged metadata copy before the device stops.
     pub(super) fn before_suspend(&self) {
         // Every change is committed before it is used; what may be left is the rewrite of a
         // copy found damaged or hit by a failed commit.

@@ -149,6 +149,7 @@ pub(super) fn load_err(e: &LoadError, main_id_given: bool) -> CtrError {
 }
 
 impl RemapTarget {
+    /// The constructor: `<main> <main offset> <spare> [options]`.
     pub(super) fn construct(
         ctx: &mut CtrContext,
         args: Args<'_>,

@@ -16,6 +16,7 @@ use crate::dm::{Bio, BioList, BlkStatus, HeldBio, NoIo, WriteMode};
 use crate::remap::Entry;
 
 impl RemapTarget {
+    /// The worker's run: finish every deferred bio, then rewrite a copy a failed commit damaged.
     pub(super) fn run_worker(&self) {
         // Bios are held here: no allocation may wait on writeback to this device.
         let _noio = NoIo::begin();

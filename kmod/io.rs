@@ -80,6 +80,8 @@ impl Lookup for IndexLookup<'_> {
 }
 
 impl RemapTarget {
+    /// device-mapper's `map`: send the bio (or its first piece) to main or to a spare slot, hold
+    /// it while its block moves, or defer it to the worker (a write to a pending block).
     pub(super) fn map_bio(&self, ti: &TargetRef, bio: &mut MapBio<'_>) -> MapResult {
         if bio.is_empty_flush() {
             // Never a data write: its failure fails the flush (see `end_io`).
@@ -174,6 +176,8 @@ impl RemapTarget {
         MapResult::Remapped
     }
 
+    /// device-mapper's `end_io`: uncount the bio; take a media error on main over for the
+    /// worker, let everything else complete.
     pub(super) fn end_bio(&self, bio: &mut Bio, error: BlkStatus) -> EndIo {
         let data = bio.data();
         let tag = core::mem::take(&mut data.tag);
@@ -217,6 +221,7 @@ impl RemapTarget {
         EndIo::Incomplete
     }
 
+    /// Point the bio at main or at spare slot sectors for `dest`.
     pub(super) fn route(&self, bio: &mut Bio, rel: Sector, dest: Dest) {
         match dest {
             Dest::Main | Dest::MainPending => {

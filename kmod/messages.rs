@@ -31,6 +31,7 @@ const LIST_DEFAULT_MAX: u64 = 1000;
 const REMAP_MAX_COUNT: u64 = 1 << 20;
 
 impl RemapTarget {
+    /// Parse and run one message; returns whether `out` holds an answer.
     pub(super) fn handle_message(
         &self,
         ti: &TargetRef,
