@@ -5,7 +5,7 @@
 # (a limit this cell pins down), while blocks already on the spare are unaffected. dm-dust: a bad
 # block fails the read with EIO and becomes pending, the next write heals it. Counters and events
 # match; suspend, resume and remove stay within 10 s; remaps and data survive re-creation.
-# timeout: 150
+# timeout: 240
 . /scenarios/lib.sh
 load_module
 sha() { sha256sum < "$1" | cut -d' ' -f1; }

@@ -5,7 +5,7 @@
 # EIO, nothing is remapped, state metadata_error with an event, the slot stays reserved until a
 # suspend repairs the copy; then the next write heals. Acknowledged writes verify (fio), counters
 # and events match, suspend/resume/remove stay within 10 s, remaps survive re-creation.
-# timeout: 150
+# timeout: 200
 # kernel-args: nvme_core.max_retries=0
 . /scenarios/lib.sh
 load_module

@@ -3,7 +3,7 @@
 # the read with EIO and becomes pending, the next write heals it, a read that fails once is
 # recovered onto the spare; counters and events match what happened; suspend, resume and remove
 # stay within 10 s; remaps, pending state and data survive re-creation.
-# timeout: 150
+# timeout: 240
 . /scenarios/lib.sh
 load_module
 VMAIN=$SPARE2 VSPARE=$MAIN
