@@ -104,3 +104,22 @@ timed_ms() {
 	info "$_desc: ${_ms} ms (bound ${_bound} ms)"
 	[ "$_ms" -lt "$_bound" ] || fail "$_desc took ${_ms} ms (bound ${_bound} ms)"
 }
+# fio_fill DEV OFFSET SIZE: sequential 64 KiB direct writes of data carrying crc32c verify headers
+# (fio_check verifies them later, e.g. after re-creation); quiet unless it fails.
+fio_fill() {
+	_o=$(fio --name=fill --filename="$1" --offset="$2" --size="$3" --rw=write --bs=64k --direct=1 \
+		--ioengine=psync --verify=crc32c --do_verify=0 2>&1) || { echo "$_o"; return 1; }
+}
+# fio_check DEV OFFSET SIZE: every block fio_fill wrote there reads back intact.
+fio_check() {
+	_o=$(fio --name=fill --filename="$1" --offset="$2" --size="$3" --rw=write --bs=64k --direct=1 \
+		--ioengine=psync --verify=crc32c --verify_only=1 --verify_fatal=1 2>&1) || { echo "$_o"; return 1; }
+}
+# ev_seq: sequence number of the newest event in the module's ring (0 when there is none).
+ev_seq() { _s=$(dmremap events --json | tail -n1 | sed -n 's/.*"seq":\([0-9]*\).*/\1/p'); echo "${_s:-0}"; }
+# ev_count SINCE TYPE [PATTERN]: events newer than sequence number SINCE of TYPE (remap, pending,
+# io_error, ...), optionally only those whose JSON matches PATTERN (e.g. '"spare":true').
+ev_count() {
+	dmremap events --json | awk -v s="$1" '{ n = $0; sub(/.*"seq":/, "", n); sub(/,.*/, "", n); if (n + 0 > s) print }' |
+		grep "\"type\":\"$2\"" | grep -c -- "${3:-.}"
+}
