@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# run.sh: the boot_activate test (make test-boot). A Debian 13 guest with systemd and udev as
-# PID 1, booted twice under QEMU on Debian's own kernel, with the project installed from its
-# package (target/deb/dm-remap_*.deb, `make deb`):
+# run.sh: the boot_activate test (make test-boot, the last stage of make test). A Debian 13
+# guest with systemd and udev as PID 1, booted twice under QEMU on Debian's own kernel, with the
+# project installed from its package (target/deb/dm-remap_*.deb, `make deb`):
 #   boot 1  tests/boot/guest/dmr-boot-test creates a remap device (virtio-blk main and spare,
 #           each with a serial), mkfs, data + checksum, an fstab line for /dev/mapper/NAME,
 #           enables the units, powers off;
@@ -19,7 +19,8 @@ source "$(dirname "$0")/../../scripts/lib.sh"
 
 KVER=${DISTRO_KVER:-7.3.4+deb13-amd64}
 DEBIAN=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-600}
+# A boot takes about 2.5 min on 2 shared cores; one took 6.7 min while a cargo build ran too.
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
 RECIPE=1
 [ "$(id -u)" = 0 ] || die "make test-boot needs root (mmdebstrap, chroot, mkfs.ext4 -d)"
 command -v mmdebstrap >/dev/null || die "mmdebstrap missing (make deps)"
