@@ -15,7 +15,7 @@ DISTRO_SCENARIOS ?= load_unload,create_basic,offset_mapping,multi_segment,remap_
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
-	@echo "make test                  lint, cargo tests + the VM scenario suite on the debug kernel"
+	@echo "make test                  lint, cargo tests, the VM scenario suite on the debug kernel, test-boot"
 	@echo "make test-full             make test plus the slow scenarios (suite: full)"
 	@echo "make lint                  cargo fmt --check and clippy with warnings as errors"
 	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
@@ -80,13 +80,13 @@ ifeq ($(SCENARIO),)
 	@tests/vm/run.sh --flavour $(FLAVOUR) --powercut 3 60
 endif
 
-# lint runs first and stops the run before the cargo tests and the VM suite.
+# lint runs first and stops the run before the cargo tests and the VM suite; test-boot last.
 test: lint
-	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test
+	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test test-boot
 
 # Every scenario, the slow ones too (remap_many, control_fuzz, fio_verify).
 test-full: lint
-	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test SUITE=full
+	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test test-boot SUITE=full
 
 rules-test: deps
 	@tests/prometheus/check-rules.sh
@@ -103,8 +103,8 @@ deb: userspace
 test-distro: deps devtools
 	@tests/vm/run.sh --flavour distro $(or $(SCENARIO),$(DISTRO_SCENARIOS))
 
-# Not part of make test: two boots of a Debian 13 guest (systemd, udev, Debian's kernel) with
-# target/deb/dm-remap_*.deb installed (tests/boot/run.sh).
+# boot_activate (the last stage of make test): two boots of a Debian 13 guest (systemd, udev,
+# Debian's kernel) with target/deb/dm-remap_*.deb installed (tests/boot/run.sh).
 test-boot: deps deb
 	@t0=$$SECONDS; tests/boot/run.sh; rc=$$?; echo "[$$(date +%T)] stage test-boot: done in $$((SECONDS - t0)) s"; exit $$rc
 

@@ -11,7 +11,9 @@ PKGS=(
 	qemu-system-x86 qemu-utils busybox-static dmsetup fio nvme-cli e2fsprogs coreutils
 	# userspace build: the devicemapper crate links libdevmapper
 	libdevmapper-dev pkg-config
-	# the distribution-kernel leg (make test-distro): a Debian 13 build root
+	# make deb (dpkg-shlibdeps for the package's Depends)
+	dpkg-dev
+	# the distribution-kernel leg (make test-distro) and make test-boot: Debian 13 roots
 	mmdebstrap
 )
 

@@ -802,8 +802,20 @@ mod tests {
                         })
                     })
                     .collect();
-                std::thread::sleep(Duration::from_millis(100));
-                // Close while both producers are still pushing.
+                // Close while both producers are still pushing: once each has had events
+                // accepted (a fixed sleep alone is not enough on a loaded machine, where the
+                // producer threads may not have run at all before the close), and not before
+                // 100 ms.
+                let t0 = std::time::Instant::now();
+                while t0.elapsed() < Duration::from_millis(100)
+                    || p.stats().sources.iter().any(|s| s.accepted == 0)
+                {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(60),
+                        "producers never ran"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 let stats = p.close();
                 let pushed: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
                 let delivered = got.lock().unwrap().len() as u64;
