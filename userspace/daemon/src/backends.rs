@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use dmremap_core::nvme::error_log::ErrorLogEntry;
 use dmremap_lib::control::{Control, Event as CtlEvent, EventType};
 use dmremap_lib::dm::Dm;
+use dmremap_lib::event::{dm_name, kernel_kind, mono_to_wall_ns, record_time, TargetFacts};
 use dmremap_lib::nvme::admin::IoctlTransport;
 use dmremap_lib::nvme::scraper::{Discovery, Scraper, ScraperConfig};
 use serde::Serialize;
 
-use crate::event::{EventKind, IoOp, RemapCause, Role, Timestamp};
 use crate::kernel::{DevId, KernelEvent, KernelEvents};
 use crate::nvme::{HealthProbe, HealthSnapshot};
 use crate::scrub::PendingMarker;
@@ -39,99 +39,23 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 // ---------------------------------------------------------------------------------------------
 // Kernel events
 
-/// Per-device facts the kernel's events do not carry, read from the device's table and status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TargetFacts {
-    /// Remap granularity in sectors (0 = unknown).
-    pub block_sectors: u32,
-    /// Spare slots of the segment (0 = unknown).
-    pub spare_total: u64,
-}
-
-/// The errno a block-layer status stands for (`blk_status_to_errno`).
-pub fn blk_status_errno(status: u64) -> i32 {
-    match status {
-        0 => 0,
-        1 => libc::EOPNOTSUPP,
-        2 => libc::ETIMEDOUT,
-        3 => libc::ENOSPC,
-        4 => libc::ENOLINK,
-        5 => libc::EREMOTEIO,
-        6 => libc::EBADE,
-        7 => libc::ENODATA,
-        8 => libc::EILSEQ,
-        9 => libc::ENOMEM,
-        11 => libc::EREMCHG,
-        12 => libc::EAGAIN,
-        13 => libc::EBUSY,
-        14 => libc::ETOOMANYREFS,
-        15 => libc::EOVERFLOW,
-        16 => libc::ENODEV,
-        17 => libc::ETIME,
-        19 => libc::EINVAL,
-        _ => libc::EIO,
-    }
-}
-
-/// Maps one control-device event to a daemon event. `None` for types this build does not know
-/// (a newer module); the caller counts them.
+/// Maps one control-device record to a daemon event. `None` for types this build does not know
+/// (a newer module; the caller counts them) and for overflow records, which only read()
+/// delivers: this reader uses the ioctl and counts gaps in the sequence numbers itself.
 pub fn map_event(e: &CtlEvent, facts: TargetFacts, mono_to_wall: i128) -> Option<KernelEvent> {
-    let (major, minor) = e.dev.split_once(':')?;
-    let dev = DevId {
-        major: major.parse().ok()?,
-        minor: minor.parse().ok()?,
-    };
-    let kind = match e.kind {
-        EventType::Remap => EventKind::RemapDone {
-            sector: e.sector,
-            sectors: facts.block_sectors,
-            spare_slot: e.arg,
-            cause: RemapCause::Unknown,
-        },
-        EventType::Unremap => EventKind::UnremapDone {
-            sector: e.sector,
-            sectors: facts.block_sectors,
-            spare_slot: e.arg,
-        },
-        EventType::Pending => EventKind::PendingMarked {
-            sector: e.sector,
-            sectors: facts.block_sectors,
-        },
-        EventType::SpareLow => EventKind::SpareLow {
-            used: facts.spare_total.saturating_sub(e.arg),
-            total: facts.spare_total,
-        },
-        EventType::SpareExhausted => EventKind::SpareExhausted {
-            total: facts.spare_total,
-        },
-        EventType::MetadataError => EventKind::MetadataWriteError {
-            copy: None,
-            errno: e.arg as i32,
-        },
-        EventType::IoError => EventKind::IoError {
-            op: if e.write { IoOp::Write } else { IoOp::Read },
-            role: if e.spare { Role::Spare } else { Role::Main },
-            sector: e.sector,
-            sectors: 0,
-            errno: blk_status_errno(e.arg),
-        },
-        // Only read() delivers overflow records; this source reads the ring by ioctl and counts
-        // gaps in the sequence numbers itself.
-        EventType::Overflow | EventType::Unknown(_) => return None,
-    };
-    let ts = (e.time_ns as i128 + mono_to_wall).max(0) as u64;
+    if e.kind == EventType::Overflow {
+        return None;
+    }
     Some(KernelEvent {
         seq: e.seq,
-        dev,
-        ts: Some(Timestamp(ts)),
-        kind,
+        dev: DevId {
+            major: e.major(),
+            minor: e.minor(),
+        },
+        arg: e.arg,
+        ts: Some(record_time(e, mono_to_wall)),
+        kind: kernel_kind(e, facts)?,
     })
-}
-
-fn clock_ns(clock: nix::time::ClockId) -> i128 {
-    nix::time::clock_gettime(clock)
-        .map(|ts| ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128)
-        .unwrap_or(0)
 }
 
 /// Reads the module's event ring through the control device, polling every `poll` while it is
@@ -256,23 +180,11 @@ impl ControlEvents {
     }
 
     fn read_facts(&mut self, dev: DevId, sector: u64) -> Option<TargetFacts> {
-        let name = std::fs::read_to_string(format!(
-            "/sys/dev/block/{}:{}/dm/name",
-            dev.major, dev.minor
-        ))
-        .ok()?;
+        let name = dm_name(dev.major, dev.minor)?;
         if self.dm.is_none() {
             self.dm = Dm::open().ok();
         }
-        let d = self.dm.as_ref()?.device(name.trim()).ok()?;
-        let seg = d
-            .segment_at(sector)
-            .filter(|s| s.table.is_some())
-            .or_else(|| d.remap_segments().next())?;
-        Some(TargetFacts {
-            block_sectors: seg.table.as_ref().map(|t| t.block_size / 512).unwrap_or(0),
-            spare_total: seg.status.as_ref().map(|s| s.spare_total).unwrap_or(0),
-        })
+        TargetFacts::read(self.dm.as_ref()?, &name, sector)
     }
 
     fn ctl(&mut self) -> io::Result<&Control> {
@@ -322,16 +234,13 @@ impl KernelEvents for ControlEvents {
             }
             self.next_seq = Some(batch.next_seq.max(since));
             if !batch.events.is_empty() {
-                let off = clock_ns(nix::time::ClockId::CLOCK_REALTIME)
-                    - clock_ns(nix::time::ClockId::CLOCK_MONOTONIC);
+                let off = mono_to_wall_ns();
                 for e in &batch.events {
-                    let dev_facts = match e.dev.split_once(':') {
-                        Some((a, b)) => match (a.parse(), b.parse()) {
-                            (Ok(major), Ok(minor)) => self.facts(DevId { major, minor }, e.sector),
-                            _ => TargetFacts::default(),
-                        },
-                        None => TargetFacts::default(),
+                    let dev = DevId {
+                        major: e.major(),
+                        minor: e.minor(),
                     };
+                    let dev_facts = self.facts(dev, e.sector);
                     match map_event(e, dev_facts, off) {
                         Some(k) => out.push(k),
                         None => {
@@ -851,29 +760,30 @@ impl HealthProbe for ScraperProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{EventKind, RemapCause, Timestamp};
     use dmremap_core::nvme::error_log::{ErrorLog, ERROR_ENTRY_LEN};
 
-    fn ctl_event(kind: EventType, sector: u64, arg: u64, write: bool, spare: bool) -> CtlEvent {
+    fn ctl_event(kind: EventType, sector: u64, arg: u64) -> CtlEvent {
         CtlEvent {
             seq: 7,
             time_ns: 5_000_000_000,
             kind,
-            dev: "253:4".into(),
+            dev: 253 << 20 | 4,
             sector,
             arg,
-            write,
-            spare,
+            write: false,
+            spare: false,
         }
     }
 
     #[test]
-    fn every_kernel_event_type_maps() {
+    fn records_map_to_kernel_events() {
+        // The kinds themselves are mapped (and tested) in dmremap_lib::event.
         let f = TargetFacts {
             block_sectors: 8,
             spare_total: 100,
         };
-        let m = |k, s, a, w, sp| map_event(&ctl_event(k, s, a, w, sp), f, 1_000).unwrap();
-        let r = m(EventType::Remap, 4096, 3, false, false);
+        let r = map_event(&ctl_event(EventType::Remap, 4096, 3), f, 1_000).unwrap();
         assert_eq!(
             r.dev,
             DevId {
@@ -881,7 +791,7 @@ mod tests {
                 minor: 4
             }
         );
-        assert_eq!((r.seq, r.ts), (7, Some(Timestamp(5_000_001_000))));
+        assert_eq!((r.seq, r.arg, r.ts), (7, 3, Some(Timestamp(5_000_001_000))));
         assert_eq!(
             r.kind,
             EventKind::RemapDone {
@@ -891,63 +801,8 @@ mod tests {
                 cause: RemapCause::Unknown
             }
         );
-        assert_eq!(
-            m(EventType::Unremap, 4096, 3, false, false).kind,
-            EventKind::UnremapDone {
-                sector: 4096,
-                sectors: 8,
-                spare_slot: 3
-            }
-        );
-        assert_eq!(
-            m(EventType::Pending, 80, 0, false, false).kind,
-            EventKind::PendingMarked {
-                sector: 80,
-                sectors: 8
-            }
-        );
-        assert_eq!(
-            m(EventType::SpareLow, 0, 9, false, false).kind,
-            EventKind::SpareLow {
-                used: 91,
-                total: 100
-            }
-        );
-        assert_eq!(
-            m(EventType::SpareExhausted, 600, 0, false, false).kind,
-            EventKind::SpareExhausted { total: 100 }
-        );
-        assert_eq!(
-            m(EventType::MetadataError, 0, 5, false, false).kind,
-            EventKind::MetadataWriteError {
-                copy: None,
-                errno: 5
-            }
-        );
-        assert_eq!(
-            m(EventType::IoError, 80, 7, true, true).kind,
-            EventKind::IoError {
-                op: IoOp::Write,
-                role: Role::Spare,
-                sector: 80,
-                sectors: 0,
-                errno: libc::ENODATA
-            }
-        );
-        assert_eq!(
-            m(EventType::IoError, 80, 10, false, false).kind,
-            EventKind::IoError {
-                op: IoOp::Read,
-                role: Role::Main,
-                sector: 80,
-                sectors: 0,
-                errno: libc::EIO
-            }
-        );
-        assert!(map_event(&ctl_event(EventType::Unknown(99), 0, 0, false, false), f, 0).is_none());
-        let mut bad = ctl_event(EventType::Remap, 0, 0, false, false);
-        bad.dev = "nonsense".into();
-        assert!(map_event(&bad, f, 0).is_none());
+        assert!(map_event(&ctl_event(EventType::Unknown(99), 0, 0), f, 0).is_none());
+        assert!(map_event(&ctl_event(EventType::Overflow, 0, 5), f, 0).is_none());
     }
 
     fn uses() -> Vec<RemapUse> {
@@ -1098,15 +953,6 @@ mod tests {
             .map(|b| ErrorLogEntry::decode(b).unwrap())
             .collect();
         assert!(error_log_targets(&e, &ns, &uses()).is_empty());
-    }
-
-    #[test]
-    fn blk_status_errnos() {
-        assert_eq!(blk_status_errno(0), 0);
-        assert_eq!(blk_status_errno(7), libc::ENODATA);
-        assert_eq!(blk_status_errno(10), libc::EIO);
-        assert_eq!(blk_status_errno(2), libc::ETIMEDOUT);
-        assert_eq!(blk_status_errno(1234), libc::EIO);
     }
 
     #[test]
