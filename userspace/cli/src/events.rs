@@ -161,8 +161,7 @@ impl Printer {
             enqueued_ns: 0,
         };
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, &ev).map_err(|e| CliError::failed(e.to_string()))?;
-        self.buf.push(b'\n');
+        schema::write_line(&mut self.buf, &ev).map_err(|e| CliError::failed(e.to_string()))?;
         let mut out = std::io::stdout().lock();
         out.write_all(&self.buf)
             .and_then(|()| out.flush())

@@ -91,9 +91,16 @@ impl Timestamp {
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let b = self.render();
-        // Digits and ASCII punctuation only.
-        s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
+        s.serialize_str(ascii(&b))
     }
+}
+
+/// `b` as a `str`; for the digits and punctuation rendered in this module.
+fn ascii(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: every caller passes bytes it rendered from ASCII digits and punctuation only
+    // (`Timestamp::render`, `KernelRef::serialize`), which are valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
@@ -106,7 +113,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 /// RFC 3339 UTC with microseconds: `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(std::str::from_utf8(&self.render()).unwrap_or_default())
+        f.write_str(ascii(&self.render()))
     }
 }
 
@@ -357,15 +364,17 @@ impl KernelRef {
 
 impl Serialize for KernelRef {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // `major:minor` without going through `fmt`.
+        let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (major, minor) = (a.format(self.major()), b.format(self.minor()));
         let mut dev = [0u8; 21];
-        let n = {
-            let mut w = &mut dev[..];
-            let _ = write!(w, "{}:{}", self.major(), self.minor());
-            21 - w.len()
-        };
+        dev[..major.len()].copy_from_slice(major.as_bytes());
+        dev[major.len()] = b':';
+        let n = major.len() + 1 + minor.len();
+        dev[major.len() + 1..n].copy_from_slice(minor.as_bytes());
         let mut m = s.serialize_struct("KernelRef", 3)?;
         m.serialize_field("seq", &self.seq)?;
-        m.serialize_field("dev", std::str::from_utf8(&dev[..n]).unwrap_or_default())?;
+        m.serialize_field("dev", ascii(&dev[..n]))?;
         m.serialize_field("arg", &self.arg)?;
         m.end()
     }
@@ -433,6 +442,39 @@ impl Event {
             kernel: None,
             enqueued_ns: 0,
         }
+    }
+}
+
+/// Appends `ev` as one JSON line (serde_json, then `\n`) to `buf`, as `events.jsonl` and
+/// `dmremap events --json` write it.
+pub fn write_line(buf: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
+    serde_json::to_writer(LineWriter(buf), ev)?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// A `Vec<u8>` writer for serde_json's many one-byte writes (quotes, colons, commas): those
+/// become a `push` instead of a `memcpy` call.
+struct LineWriter<'a>(&'a mut Vec<u8>);
+
+impl std::io::Write for LineWriter<'_> {
+    #[inline]
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.write_all(b)?;
+        Ok(b.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match b {
+            [c] => self.0.push(*c),
+            _ => self.0.extend_from_slice(b),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -671,6 +713,129 @@ mod tests {
             assert!(serde_json::from_str::<KernelRef>(&s).is_err(), "{s}");
         }
         assert!(serde_json::from_str::<KernelRef>(r#"{"seq":0,"dev":"1:1","arg":0}"#).is_err());
+    }
+
+    /// One event of every kind.
+    fn every_kind() -> Vec<EventKind> {
+        vec![
+            EventKind::RemapDone {
+                sector: u64::MAX,
+                sectors: 8,
+                spare_slot: 0,
+                cause: RemapCause::PendingRewrite,
+            },
+            EventKind::PendingMarked {
+                sector: 1,
+                sectors: 8,
+            },
+            EventKind::SpareLow {
+                used: 91,
+                total: 100,
+            },
+            EventKind::SpareExhausted {
+                sector: 614_400,
+                total: 256,
+            },
+            EventKind::MetadataWriteError {
+                copy: None,
+                errno: -5,
+            },
+            EventKind::IoError {
+                op: IoOp::Flush,
+                role: Role::Spare,
+                sector: 80,
+                sectors: 0,
+                errno: 61,
+            },
+            EventKind::KernelEventsLost { count: 78 },
+            EventKind::NvmeHealth {
+                changes: NvmeChanges(NvmeChanges::INITIAL | NvmeChanges::SPARE_BELOW_THRESHOLD),
+                critical_warning: 255,
+                critical_warning_prev: 0,
+                available_spare: 5,
+                available_spare_threshold: 10,
+                percentage_used: 100,
+                media_errors: 3,
+                media_errors_prev: 1,
+            },
+            EventKind::ScrubProgress {
+                offset: 4096,
+                total: 1 << 40,
+                bytes_per_sec: 0,
+                unreadable: 2,
+                done: true,
+            },
+            EventKind::ScrubUnreadable {
+                offset: 8192,
+                len: 4096,
+                marked_pending: false,
+            },
+            EventKind::Lifecycle {
+                phase: Phase::Reloaded,
+                detail: "config \"a\\b\"\nline two, ünïcode \u{1}".into(),
+            },
+            EventKind::UnremapDone {
+                sector: 4096,
+                sectors: 8,
+                spare_slot: 3,
+            },
+        ]
+    }
+
+    #[test]
+    fn write_line_is_serde_json_and_reads_back() {
+        // Oracle: serde_json's own writer and parser, for every kind, with and without a ring
+        // record, with names that need escaping.
+        let kinds = every_kind();
+        assert_eq!(kinds.len(), EventKind::NAMES.len());
+        let mut buf = Vec::new();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            for kernel in [
+                None,
+                Some(KernelRef {
+                    seq: NonZeroU64::new(u64::MAX).unwrap(),
+                    dev: u32::MAX,
+                    arg: i as u64,
+                }),
+            ] {
+                let ev = Event {
+                    ts: Timestamp(1_795_392_000_123_456_000 + i as u64 * 999_999_000),
+                    seq: i as u64,
+                    source: "scrub".into(),
+                    device: "/dev/disk/by-id/\"odd\"\\name\t".into(),
+                    kind: kind.clone(),
+                    kernel,
+                    enqueued_ns: 0,
+                };
+                buf.clear();
+                write_line(&mut buf, &ev).unwrap();
+                let line = std::str::from_utf8(&buf).unwrap();
+                assert_eq!(line, serde_json::to_string(&ev).unwrap() + "\n");
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let mut keys: Vec<&str> =
+                    v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+                keys.sort_unstable();
+                let mut want = vec!["ts", "seq", "source", "device", "kind", "fields"];
+                if kernel.is_some() {
+                    want.push("kernel");
+                    assert_eq!(v["kernel"]["dev"], "4095:1048575");
+                }
+                let mut sorted = want.clone();
+                sorted.sort_unstable();
+                assert_eq!(keys, sorted, "{line}");
+                assert!(line.starts_with(r#"{"ts":""#), "{line}");
+                assert_eq!(v["kind"], kind.name());
+                assert_eq!(v["ts"], ev.ts.to_string());
+                let back: Event = serde_json::from_str(line).unwrap();
+                assert_eq!(back, ev, "{line}");
+                // The documented order of the keys.
+                let pos: Vec<usize> = want
+                    .iter()
+                    .map(|k| line.find(&format!("\"{k}\":")).unwrap())
+                    .collect();
+                assert!(pos.windows(2).all(|w| w[0] < w[1]), "{line}");
+            }
+        }
     }
 
     #[test]
