@@ -232,16 +232,16 @@ $D message r0 help | grep -q "clear_stats" || fail "help message"
 r0dev=$(dmsetup info -c --noheadings -o major,minor --separator : r0 | tr -d ' ')
 $D events --json > /tmp/ev.json || fail "events --json"
 # (The ring keeps the last 1024 events: the 1500-block remap is the newest remap in it.)
-grep -q "\"type\":\"remap\",\"dev\":\"$r0dev\",\"sector\":$((8192 + 1499 * 8))," /tmp/ev.json ||
+grep -q "\"kind\":\"remap_done\",\"fields\":{\"sector\":$((8192 + 1499 * 8)),.*\"dev\":\"$r0dev\"," /tmp/ev.json ||
 	fail "events: no remap of r0 sector $((8192 + 1499 * 8))"
-grep -q "\"type\":\"unremap\",\"dev\":\"$r0dev\",\"sector\":4096," /tmp/ev.json || fail "events: no unremap of r0 sector 4096"
+grep -q "\"kind\":\"unremap_done\",\"fields\":{\"sector\":4096,.*\"dev\":\"$r0dev\"," /tmp/ev.json || fail "events: no unremap of r0 sector 4096"
 $D events | grep -q "unremap .*dev $r0dev sector 4096 " || fail "events text"
 $D events --follow --new --json > /tmp/evf.json &
 evpid=$!
 sleep 2
 check "remap while following" $D remap r0 24576
 i=0
-until grep -q "\"type\":\"remap\",\"dev\":\"$r0dev\",\"sector\":24576," /tmp/evf.json; do
+until grep -q "\"kind\":\"remap_done\",\"fields\":{\"sector\":24576,.*\"dev\":\"$r0dev\"," /tmp/evf.json; do
 	i=$((i + 1)); [ $i -lt 100 ] || { cat /tmp/evf.json; fail "events --follow did not show the remap"; }
 	sleep 0.1
 done

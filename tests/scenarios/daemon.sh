@@ -147,7 +147,7 @@ fi
 
 # 6. SIGTERM under a remap storm: every accepted event is written, and the kernel events in the
 # file are the kernel's own, in order, without a gap.
-since=$(( $(dmremap events --json | tail -n1 | sed -n 's/.*"seq":\([0-9]*\).*/\1/p') + 1 ))
+since=$(( $(dmremap events --json | tail -n1 | sed -n 's/^{"ts":"[^"]*","seq":\([0-9]*\),.*/\1/p') + 1 ))
 ( s=100000; k=0; while [ $k -lt 12 ]; do dmremap remap r0 $s --count 64 >/dev/null || exit 1; s=$((s + 64 * 8)); k=$((k + 1)); done ) &
 STORM=$!
 # Let the storm get going, then stop the daemon in the middle of it.
@@ -170,11 +170,11 @@ info "accepted $acc dropped $dropped delivered $deliv lines $lines"
 assert_eq "dropped" "$dropped" 0
 assert_eq "delivered = accepted" "$deliv" "$acc"
 assert_eq "lines in the file = accepted" "$lines" "$acc"
-assert_eq "last seq" "$(tail -n1 "$JSONL" | sed -n 's/.*"seq":\([0-9]*\),.*/\1/p')" "$acc"
+assert_eq "last seq" "$(tail -n1 "$JSONL" | sed -n 's/^{"ts":"[^"]*","seq":\([0-9]*\),.*/\1/p')" "$acc"
 grep -q '"kind":"kernel_events_lost"' "$JSONL" && fail "kernel events lost"
 # Sectors of the storm's remaps: in the file (in order) and in the kernel's ring.
-dmremap events --since "$since" --json | grep "\"type\":\"remap\",\"dev\":\"$devt\"" \
-	| sed -n 's/.*"sector":\([0-9]*\),.*/\1/p' > /tmp/k.sectors
+dmremap events --since "$since" --json | grep "\"kind\":\"remap_done\",.*\"kernel\":{\"seq\":[0-9]*,\"dev\":\"$devt\"," \
+	| sed -n 's/.*"fields":{"sector":\([0-9]*\),.*/\1/p' > /tmp/k.sectors
 grep '"device":"r0","kind":"remap_done"' "$JSONL" | sed -n 's/.*"fields":{"sector":\([0-9]*\),.*/\1/p' \
 	| awk '$1 >= 100000' > /tmp/d.sectors
 nk=$(wc -l < /tmp/k.sectors); nd=$(wc -l < /tmp/d.sectors)

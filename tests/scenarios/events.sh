@@ -49,14 +49,14 @@ assert_eq "record seq" "$(u64 /tmp/rec 0)" 1
 assert_eq "record type (DMR_EV_REMAP)" "$(u32 /tmp/rec 16)" 1
 assert_eq "record sector" "$(u64 /tmp/rec 24)" 4096
 assert_eq "record dev" "$(($(u32 /tmp/rec 20) >> 20)):$(($(u32 /tmp/rec 20) & 1048575))" "$devt"
-wait_for /tmp/follow.json "\"seq\":1,.*\"type\":\"remap\",\"dev\":\"$devt\",\"sector\":4096," "events --follow woken by a message"
+wait_for /tmp/follow.json "\"seq\":1,.*\"kind\":\"remap_done\",\"fields\":\\{\"sector\":4096,.*\"kernel\":\\{\"seq\":1,\"dev\":\"$devt\"," "events --follow woken by a message"
 # --new: only what is raised after it started.
 dmremap events --follow --new --json > /tmp/new.json &
 nw=$!
 sleep 2
 msg r0 unremap 4096 >/dev/null || fail unremap
-wait_for /tmp/new.json '"type":"unremap"' "events --follow --new"
-wait_for /tmp/follow.json '"seq":2,.*"type":"unremap"' "events --follow, second event"
+wait_for /tmp/new.json '"kind":"unremap_done"' "events --follow --new"
+wait_for /tmp/follow.json '"seq":2,.*"kind":"unremap_done"' "events --follow, second event"
 kill $fw $nw; wait $fw $nw 2>/dev/null
 assert_eq "--new skipped the older event" "$(grep -c . /tmp/new.json)" 1
 grep -q '"seq":2,' /tmp/new.json || fail "--new: $(cat /tmp/new.json)"
@@ -67,17 +67,17 @@ dmsetup remove r0
 create ov "0 262144 remap $MAIN 0 $SPARE"
 msg ov remap 0 1100 >/dev/null || fail "remap 1100 blocks"
 dmremap events --since 1 --json > /tmp/all.json 2>/tmp/all.err || fail "events --since 1"
-head -1 /tmp/all.json | grep -q '^{"seq":1,"time_ns":[0-9]*,"type":"overflow","dev":"0:0","sector":0,"arg":[0-9]*,' ||
+head -1 /tmp/all.json | grep -q '^{"ts":"[^"]*","seq":1,"source":"kernel","device":"dm-remap","kind":"kernel_events_lost","fields":{"count":[0-9]*},"kernel":{"seq":1,"dev":"0:0","arg":[0-9]*}}$' ||
 	fail "first record is not an overflow record: $(head -1 /tmp/all.json)"
-lost=$(head -1 /tmp/all.json | sed -n 's/.*"arg":\([0-9]*\).*/\1/p')
+lost=$(head -1 /tmp/all.json | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
 assert_eq "lost events" "$lost" $((1102 - 1024))
-sed -n 2p /tmp/all.json | grep -q "^{\"seq\":$((1 + lost))," || fail "after the overflow record: $(sed -n 2p /tmp/all.json)"
+sed -n 2p /tmp/all.json | grep -q "^{\"ts\":\"[^\"]*\",\"seq\":$((1 + lost))," || fail "after the overflow record: $(sed -n 2p /tmp/all.json)"
 assert_eq "records after the overflow" "$(($(wc -l < /tmp/all.json) - 1))" 1024
 grep -q "^dmremap: events 1..$lost were overwritten before they could be read" /tmp/all.err || fail "overflow message: $(cat /tmp/all.err)"
 dmsetup remove ov
 
 # --- The event types and the DM event counter.
-last_seq() { dmremap events --json | tail -n1 | sed -n 's/.*"seq":\([0-9]*\).*/\1/p'; }
+last_seq() { dmremap events --json | tail -n1 | sed -n 's/^{"ts":"[^"]*","seq":\([0-9]*\),.*/\1/p'; }
 since=$(( $(last_seq) + 1 ))
 [ "$since" -ge 1 ] || since=1
 create r0 "0 1048576 remap $MAIN 0 $SPARE2 1 block_size:1048576"
@@ -87,8 +87,8 @@ msg r0 remap 4096 >/dev/null || fail remap
 msg r0 unremap 4096 >/dev/null || fail unremap
 out=$(dmremap events --since "$since" --json)
 echo "$out"
-echo "$out" | grep -q "\"type\":\"remap\",\"dev\":\"$devt\",\"sector\":4096,\"arg\":" || fail "no remap event for $devt sector 4096"
-echo "$out" | grep -q "\"type\":\"unremap\",\"dev\":\"$devt\",\"sector\":4096," || fail "no unremap event"
+echo "$out" | grep -q "\"device\":\"r0\",\"kind\":\"remap_done\",\"fields\":{\"sector\":4096,.*\"kernel\":{\"seq\":[0-9]*,\"dev\":\"$devt\",\"arg\":" || fail "no remap event for $devt sector 4096"
+echo "$out" | grep -q "\"device\":\"r0\",\"kind\":\"unremap_done\",\"fields\":{\"sector\":4096,.*\"dev\":\"$devt\"," || fail "no unremap event"
 # The device-mapper event counter moved (raised from a work item: give it a moment).
 i=0
 while [ "$(dmsetup info -c --noheadings -o events r0 | tr -d ' ')" -le "$ev0" ]; do
@@ -103,9 +103,9 @@ msg r0 remap 0 200 >/dev/null || fail "fill to 200"
 msg r0 remap $((200 * 2048)) $((total - 200)) >/dev/null || fail "fill to $total"
 expect_fail "remap with a full spare" msg r0 remap $((300 * 2048))
 out=$(dmremap events --since "$since" --json)
-assert_eq "spare_low events" "$(echo "$out" | grep -c '"type":"spare_low"')" 1
-assert_eq "spare_exhausted events" "$(echo "$out" | grep -c '"type":"spare_exhausted"')" 1
-echo "$out" | grep '"type":"spare_exhausted"' | grep -q "\"sector\":$((300 * 2048))," || fail "exhausted event sector"
+assert_eq "spare_low events" "$(echo "$out" | grep -c '"kind":"spare_low"')" 1
+assert_eq "spare_exhausted events" "$(echo "$out" | grep -c '"kind":"spare_exhausted"')" 1
+echo "$out" | grep '"kind":"spare_exhausted"' | grep -q "\"fields\":{\"sector\":$((300 * 2048))," || fail "exhausted event sector"
 dmsetup remove r0
 have_target dust || { info "SKIPPED dm-dust part: kernel $(uname -r) has no dust target"; exit 0; }
 # An unreadable block on main (dm-dust) shows up as an io_error event of the remap device.
@@ -121,11 +121,11 @@ dmremap events --follow --new --json > /tmp/io.json &
 iw=$!
 sleep 2
 expect_fail "read of the bad block" dd if=/dev/mapper/r1 of=/dev/null bs=4096 skip=10 count=1 iflag=direct status=none
-wait_for /tmp/io.json "\"type\":\"io_error\",\"dev\":\"$devt\",\"sector\":80," "poller woken from I/O completion"
+wait_for /tmp/io.json "\"kind\":\"io_error\",\"fields\":\\{[^}]*\"sector\":80,.*\"dev\":\"$devt\"," "poller woken from I/O completion"
 kill $iw; wait $iw 2>/dev/null
 out=$(dmremap events --since "$since" --json)
 echo "$out"
-echo "$out" | grep -q "\"type\":\"io_error\",\"dev\":\"$devt\",\"sector\":80," || fail "no io_error event at sector 80"
+echo "$out" | grep -q "\"kind\":\"io_error\",\"fields\":{[^}]*\"sector\":80,.*\"dev\":\"$devt\"," || fail "no io_error event at sector 80"
 assert_eq "read errors in status" "$(field r1 4)" 1
 dmsetup remove r1
 dmsetup remove dust

@@ -17,7 +17,7 @@ assert_eq "pending" "$(field r0 2)" 1
 assert_eq "remapped" "$(field r0 1)" 0
 [ "$(field r0 4)" -ge 1 ] || fail "read errors not counted: $(dmsetup status r0)"
 msg r0 list | grep -q "^16400 2050 - pending" || fail "list: $(msg r0 list)"
-dmremap events --json | grep -q '"pending"' || fail "no pending event"
+dmremap events --json | grep -q '"kind":"pending_marked"' || fail "no pending event"
 expect_fail "a larger read covering it" dd if=/dev/mapper/r0 of=/dev/null bs=32K skip=256 count=1 iflag=direct status=none
 assert_eq "neighbour still reads" "$(sha_range /dev/mapper/r0 16392 8)" "$(dd if=/tmp/base bs=512 skip=8 count=8 status=none | sha256sum | cut -d' ' -f1)"
 
@@ -49,7 +49,7 @@ ds=$(dmremap inspect --json $SPARE | sed -n 's/.*"data_start": \([0-9]*\).*/\1/p
 [ -n "$ds" ] || fail "no data_start"
 check "spare fault" host_do fault vspare0 read $((ds + slot * 8 + 1))
 expect_fail "read of a block whose slot fails" dd if=/dev/mapper/r0 of=/dev/null bs=4096 skip=2050 count=1 iflag=direct status=none
-dmremap events --json | grep '"io_error"' | grep -q '"spare":true' || fail "no spare io_error event: $(dmremap events --json | tail -3)"
+dmremap events --json | grep '"kind":"io_error"' | grep -q '"role":"spare"' || fail "no spare io_error event: $(dmremap events --json | tail -3)"
 assert_eq "no new pending for spare errors" "$(field r0 2)" 0
 check "clear faults" host_do clear-faults vspare0
 check "remove" dmsetup remove r0

@@ -72,7 +72,7 @@ assert_eq "all slots used" "$(field r2 3)" "$total/$total"
 assert_eq "state" "$(field r2 7)" spare_exhausted
 check "fault" host_do fault nvme0 write 200000
 expect_fail "write to a failing block with no free slot" dd if=/tmp/one of=/dev/mapper/r2 bs=512 seek=200000 oflag=direct conv=notrunc,fsync status=none
-dmremap events --json | grep -q '"spare_exhausted"' || fail "no spare_exhausted event: $(dmremap events --json | tail -3)"
+dmremap events --json | grep -q '"kind":"spare_exhausted"' || fail "no spare_exhausted event: $(dmremap events --json | tail -3)"
 check "clear faults" host_do clear-faults nvme0
 check "remove" dmsetup remove r2
 echo "fault_write: ok"

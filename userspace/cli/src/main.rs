@@ -158,7 +158,8 @@ enum Cmd {
     /// Benchmarks through the control device.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
-    /// Events from the kernel's event ring (remaps, spare low/exhausted, I/O errors).
+    /// Events from the kernel's event ring (remaps, spare low/exhausted, I/O errors); with
+    /// --json in the event schema of the daemon's events.jsonl.
     Events(events::EventsArgs),
     /// Decode and check the metadata on a spare device or image file (offline, read-only).
     Inspect(inspect::InspectArgs),

@@ -460,7 +460,10 @@ mod tests {
     #[test]
     fn severities() {
         assert_eq!(
-            severity(&EventKind::SpareExhausted { total: 1 }),
+            severity(&EventKind::SpareExhausted {
+                sector: 0,
+                total: 1
+            }),
             Some(log::Level::Error)
         );
         assert_eq!(

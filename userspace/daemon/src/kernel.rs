@@ -12,7 +12,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, EventKind, Timestamp};
+use crate::event::{Event, EventKind, KernelRef, Timestamp};
 use crate::source::{Source, SourceContext};
 
 /// A block device number.
@@ -29,6 +29,8 @@ pub struct KernelEvent {
     pub seq: u64,
     /// The dm-remap device it is about.
     pub dev: DevId,
+    /// The record's type-specific value.
+    pub arg: u64,
     /// Wall-clock time the kernel recorded, if it did.
     pub ts: Option<Timestamp>,
     pub kind: EventKind,
@@ -216,6 +218,11 @@ impl KernelSource {
             if let Some(ts) = kev.ts {
                 ev.ts = ts;
             }
+            ev.kernel = std::num::NonZeroU64::new(kev.seq).map(|seq| KernelRef {
+                seq,
+                dev: kev.dev.major << 20 | kev.dev.minor,
+                arg: kev.arg,
+            });
             ctx.emitter.push(ev);
         }
         // The events are accepted (a stop drains them to the sinks): move the kept cursor.
@@ -314,6 +321,7 @@ mod tests {
         KernelEvent {
             seq,
             dev: DevId { major: 253, minor },
+            arg: seq,
             ts: Some(Timestamp(seq * 1_000_000_000)),
             kind: EventKind::RemapDone {
                 sector: seq * 8,
@@ -377,6 +385,9 @@ mod tests {
         );
         assert_eq!(got[2].kind, EventKind::KernelEventsLost { count: 2 });
         assert_eq!(got[0].ts, Timestamp(1_000_000_000), "kernel timestamp kept");
+        let k = got[3].kernel.expect("record reference");
+        assert_eq!((k.seq.get(), k.major(), k.minor(), k.arg), (5, 253, 0, 5));
+        assert_eq!(got[2].kernel, None, "a counted gap has no record");
         assert!(got.iter().all(|e| &*e.source == "kernel"));
     }
 

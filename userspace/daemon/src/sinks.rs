@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::event::Event;
 use crate::pipeline::{Sink, SinkControl};
+use dmremap_lib::event::write_line;
 
 /// Where JSON lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +57,9 @@ fn open_append(path: &Path) -> io::Result<File> {
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// Writes one JSON object per line (serde_json, the `Serialize` form of [`Event`]). Events are
-/// serialized into an in-memory buffer that is written to the file whenever it exceeds the buffer size and at every flush (once per batch),
+/// Writes one JSON object per line ([`write_line`]: serde_json, the `Serialize` form of
+/// [`Event`]). Events are serialized into a reused in-memory buffer that is written to the file
+/// whenever it exceeds the buffer size and at every flush (once per batch),
 /// so a line is never split across two writes of different batches. The file is opened with
 /// `O_APPEND` and reopened on request (SIGHUP, for logrotate).
 pub struct JsonlSink {
@@ -124,8 +126,7 @@ impl Sink for JsonlSink {
 
     fn write_batch(&mut self, batch: &[Event]) -> io::Result<()> {
         for ev in batch {
-            serde_json::to_writer(&mut self.buf, ev)?;
-            self.buf.push(b'\n');
+            write_line(&mut self.buf, ev)?;
             if self.buf.len() >= self.limit {
                 self.write_out()?;
             }

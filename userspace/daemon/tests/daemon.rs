@@ -42,6 +42,7 @@ fn kev(seq: u64, kind: EventKind) -> KernelEvent {
             major: MAJOR,
             minor: 0,
         },
+        arg: 0,
         ts: None,
         kind,
     }

@@ -111,8 +111,7 @@ pub struct BenchResult {
 }
 
 /// Kind of a kernel event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     /// A block moved to the spare (`arg` = slot).
     Remap,
@@ -152,12 +151,22 @@ impl EventType {
 }
 
 impl Event {
+    /// Major number of [`Event::dev`].
+    pub fn major(&self) -> u32 {
+        self.dev >> 20
+    }
+
+    /// Minor number of [`Event::dev`].
+    pub fn minor(&self) -> u32 {
+        self.dev & 0xfffff
+    }
+
     fn from_raw(e: &uapi::dmr_event) -> Event {
         Event {
             seq: e.seq,
             time_ns: e.time_ns,
             kind: EventType::from_raw(e.type_),
-            dev: format!("{}:{}", e.dev >> 20, e.dev & 0xfffff),
+            dev: e.dev,
             sector: e.sector,
             arg: e.arg,
             write: e.flags & uapi::DMR_EVF_WRITE != 0,
@@ -177,18 +186,18 @@ pub enum Seek {
     Seq(u64),
 }
 
-/// One event from the module's event ring.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One event from the module's event ring (the raw record; [`crate::event`] turns it into the
+/// documented event schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// Module-wide sequence number.
     pub seq: u64,
     /// CLOCK_MONOTONIC nanoseconds.
     pub time_ns: u64,
     /// What happened.
-    #[serde(rename = "type")]
     pub kind: EventType,
-    /// The device-mapper device as `major:minor`.
-    pub dev: String,
+    /// The device-mapper device, `major << 20 | minor` as the kernel encodes it.
+    pub dev: u32,
     /// Sector of the device-mapper device.
     pub sector: u64,
     /// Type-specific value.
@@ -464,10 +473,21 @@ mod tests {
         };
         let e = Event::from_raw(&raw);
         assert_eq!(e.kind, EventType::Overflow);
-        let j = serde_json::to_string(&e).unwrap();
+        assert_eq!((e.seq, e.time_ns, e.dev, e.sector, e.arg), (5, 0, 0, 0, 7));
+        // In the event schema: lost events, with the record's numbers.
+        let ev = crate::event::Event {
+            ts: crate::event::Timestamp(0),
+            seq: e.seq,
+            source: "kernel".into(),
+            device: "dm-remap".into(),
+            kind: crate::event::kernel_kind(&e, Default::default()).unwrap(),
+            kernel: crate::event::KernelRef::of(&e),
+            enqueued_ns: 0,
+        };
+        let j = serde_json::to_string(&ev).unwrap();
         assert!(
-            j.starts_with(
-                r#"{"seq":5,"time_ns":0,"type":"overflow","dev":"0:0","sector":0,"arg":7,"#
+            j.ends_with(
+                r#""kind":"kernel_events_lost","fields":{"count":7},"kernel":{"seq":5,"dev":"0:0","arg":7}}"#
             ),
             "{j}"
         );

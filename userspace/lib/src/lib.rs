@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod dm;
+pub mod event;
 pub mod ident;
 pub mod nvme;
 pub mod stats;
