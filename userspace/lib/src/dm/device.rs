@@ -1,0 +1,176 @@
+//! What device-mapper reports about a device: its info, segments (table and status lines
+//! combined) and the loaded target types.
+
+use devicemapper::DmFlags;
+use serde::Serialize;
+
+use super::{DevNo, Error, RemapStatus, RemapTable, Result, TableLine, TARGET_TYPE};
+
+/// What `DM_DEV_STATUS` says about a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DevInfo {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub dev: DevNo,
+    pub open_count: i32,
+    pub event_nr: u32,
+    pub suspended: bool,
+    pub read_only: bool,
+    /// The device has a live table.
+    pub active: bool,
+}
+
+impl DevInfo {
+    pub(super) fn from_dm(i: &devicemapper::DeviceInfo, fallback_name: &str) -> DevInfo {
+        let f = i.flags();
+        DevInfo {
+            name: i
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| fallback_name.to_string()),
+            uuid: i.uuid().map(|u| u.to_string()).filter(|u| !u.is_empty()),
+            dev: i.device().into(),
+            open_count: i.open_count(),
+            event_nr: i.event_nr(),
+            suspended: f.contains(DmFlags::DM_SUSPEND),
+            read_only: f.contains(DmFlags::DM_READONLY),
+            active: f.contains(DmFlags::DM_ACTIVE_PRESENT),
+        }
+    }
+}
+
+/// One segment of a device: the table line and, for `remap` targets, the parsed table and status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    pub start: u64,
+    pub length: u64,
+    pub target_type: String,
+    /// Parsed `remap` table; `None` for other target types.
+    pub table: Option<RemapTable>,
+    /// Parsed `remap` status; `None` for other target types.
+    pub status: Option<RemapStatus>,
+    /// The table parameters as the kernel reports them.
+    pub params: String,
+    /// The status INFO as the kernel reports it.
+    pub info: String,
+}
+
+/// A device with its table and status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Device {
+    #[serde(flatten)]
+    pub info: DevInfo,
+    /// Total length in sectors.
+    pub sectors: u64,
+    pub segments: Vec<Segment>,
+}
+
+impl Device {
+    /// The device has at least one `remap` segment.
+    pub fn is_remap(&self) -> bool {
+        self.segments.iter().any(|s| s.target_type == TARGET_TYPE)
+    }
+
+    /// The `remap` segments.
+    pub fn remap_segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments
+            .iter()
+            .filter(|s| s.target_type == TARGET_TYPE)
+    }
+
+    /// The segment holding device sector `sector`.
+    pub fn segment_at(&self, sector: u64) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .find(|s| sector >= s.start && sector - s.start < s.length)
+    }
+}
+
+/// Combines the table and the status lines of one device into segments.
+pub fn combine_segments(table: &[TableLine], status: &[TableLine]) -> Result<Vec<Segment>> {
+    if table.len() != status.len()
+        || table.iter().zip(status).any(|(t, s)| {
+            (t.start, t.length, &t.target_type) != (s.start, s.length, &s.target_type)
+        })
+    {
+        return Err(Error::Parse(
+            "the table changed between reading it and reading its status; try again".into(),
+        ));
+    }
+    table
+        .iter()
+        .zip(status)
+        .map(|(t, s)| {
+            let remap = t.target_type == TARGET_TYPE;
+            Ok(Segment {
+                start: t.start,
+                length: t.length,
+                target_type: t.target_type.clone(),
+                table: if remap { Some(t.params.parse()?) } else { None },
+                status: if remap { Some(s.params.parse()?) } else { None },
+                params: t.params.clone(),
+                info: s.params.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A loaded target type and its version (`DM_LIST_VERSIONS`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetVersion {
+    pub name: String,
+    pub version: [u32; 3],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_combine_table_and_status() {
+        let tl = |s, l, t: &str, p: &str| TableLine {
+            start: s,
+            length: l,
+            target_type: t.into(),
+            params: p.into(),
+        };
+        let table = [
+            tl(0, 100, "remap", "259:0 0 253:0"),
+            tl(100, 50, "linear", "8:0 0"),
+        ];
+        let status = [
+            tl(0, 100, "remap", "1 0 1/10 0 0 0 active"),
+            tl(100, 50, "linear", ""),
+        ];
+        let segs = combine_segments(&table, &status).unwrap();
+        assert_eq!(segs[0].status.as_ref().unwrap().spare_total, 10);
+        assert!(segs[1].table.is_none() && segs[1].status.is_none());
+        let dev = Device {
+            info: DevInfo {
+                name: "r".into(),
+                uuid: None,
+                dev: DevNo {
+                    major: 253,
+                    minor: 3,
+                },
+                open_count: 0,
+                event_nr: 0,
+                suspended: false,
+                read_only: false,
+                active: true,
+            },
+            sectors: 150,
+            segments: segs,
+        };
+        assert!(dev.is_remap());
+        assert_eq!(dev.segment_at(99).unwrap().start, 0);
+        assert_eq!(dev.segment_at(100).unwrap().target_type, "linear");
+        assert!(dev.segment_at(150).is_none());
+        assert!(combine_segments(&table, &status[..1]).is_err());
+        let moved = [
+            tl(0, 90, "remap", "1 0 1/10 0 0 0 active"),
+            tl(90, 60, "linear", ""),
+        ];
+        assert!(combine_segments(&table, &moved).is_err());
+    }
+}
