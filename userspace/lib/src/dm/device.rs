@@ -78,11 +78,65 @@ impl Device {
             .filter(|s| s.target_type == TARGET_TYPE)
     }
 
+    /// The status counters of the `remap` segments, summed.
+    pub fn totals(&self) -> SegmentTotals {
+        let mut t = SegmentTotals::default();
+        for s in self.remap_segments().filter_map(|s| s.status.as_ref()) {
+            t.add(s);
+        }
+        t
+    }
+
     /// The segment holding device sector `sector`.
     pub fn segment_at(&self, sector: u64) -> Option<&Segment> {
         self.segments
             .iter()
             .find(|s| sector >= s.start && sector - s.start < s.length)
+    }
+}
+
+/// Status counters of a device summed over its `remap` segments, with the states they report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentTotals {
+    pub remapped: u64,
+    pub pending: u64,
+    pub spare_used: u64,
+    pub spare_total: u64,
+    pub read_errors: u64,
+    pub write_errors: u64,
+    /// The segments' states, each once, in segment order.
+    pub states: Vec<String>,
+}
+
+impl SegmentTotals {
+    /// Adds one segment's status.
+    pub fn add(&mut self, s: &RemapStatus) {
+        self.remapped += s.remapped;
+        self.pending += s.pending;
+        self.spare_used += s.spare_used;
+        self.spare_total += s.spare_total;
+        self.read_errors += s.read_errors;
+        self.write_errors += s.write_errors;
+        if !self.states.contains(&s.state) {
+            self.states.push(s.state.clone());
+        }
+    }
+
+    /// The worst of the states: `metadata_error` (or a state this version does not know) over
+    /// `spare_exhausted` over `active`; of equally bad ones the first; empty without segments.
+    pub fn worst_state(&self) -> &str {
+        let rank = |s: &str| match s {
+            "active" => 0,
+            "spare_exhausted" => 1,
+            _ => 2,
+        };
+        let mut worst: Option<&str> = None;
+        for s in &self.states {
+            if worst.is_none_or(|w| rank(s) > rank(w)) {
+                worst = Some(s);
+            }
+        }
+        worst.unwrap_or("")
     }
 }
 
@@ -163,6 +217,12 @@ mod tests {
             segments: segs,
         };
         assert!(dev.is_remap());
+        let t = dev.totals();
+        assert_eq!((t.remapped, t.spare_used, t.spare_total), (1, 1, 10));
+        assert_eq!(
+            (t.states.as_slice(), t.worst_state()),
+            (&["active".to_string()][..], "active")
+        );
         assert_eq!(dev.segment_at(99).unwrap().start, 0);
         assert_eq!(dev.segment_at(100).unwrap().target_type, "linear");
         assert!(dev.segment_at(150).is_none());
@@ -172,5 +232,34 @@ mod tests {
             tl(90, 60, "linear", ""),
         ];
         assert!(combine_segments(&table, &moved).is_err());
+    }
+
+    #[test]
+    fn totals_sum_segments_and_rank_states() {
+        let st = |remapped, state: &str| -> RemapStatus {
+            format!("{remapped} 1 {remapped}/100 2 3 0 {state}")
+                .parse()
+                .unwrap()
+        };
+        let mut t = SegmentTotals::default();
+        assert_eq!(t.worst_state(), "");
+        t.add(&st(5, "active"));
+        assert_eq!(t.worst_state(), "active");
+        t.add(&st(7, "spare_exhausted"));
+        t.add(&st(1, "active"));
+        assert_eq!(
+            (t.remapped, t.pending, t.spare_used, t.spare_total),
+            (13, 3, 13, 300)
+        );
+        assert_eq!((t.read_errors, t.write_errors), (6, 9));
+        assert_eq!(t.states, ["active", "spare_exhausted"]);
+        assert_eq!(t.worst_state(), "spare_exhausted");
+        t.add(&st(0, "metadata_error"));
+        t.add(&st(0, "something_new"));
+        assert_eq!(
+            t.worst_state(),
+            "metadata_error",
+            "the first of equally bad states"
+        );
     }
 }

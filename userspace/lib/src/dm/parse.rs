@@ -45,7 +45,7 @@ impl FromStr for RemapTable {
 /// `<remapped> <pending> <spare_used>/<spare_total> <read_errors> <write_errors> <metadata_seq> <state>`.
 /// Fields a newer module appends after these are kept, in order, in `extra` (so a new kernel
 /// field does not break this parser).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RemapStatus {
     pub remapped: u64,
     pub pending: u64,
