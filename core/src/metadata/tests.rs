@@ -39,6 +39,12 @@ fn two_block_set() -> SetInfo {
 
 type Recs = Vec<(u64, Entry)>;
 
+/// Formats `img` for `set` with no records.
+fn format_empty(img: &mut [u8], set: &SetInfo) -> Result<(), FormatError> {
+    let mut buf = vec![0u8; MD_BLOCK_SIZE];
+    format(&mut Image(img), set, core::iter::empty(), &mut buf, None)
+}
+
 fn blank(set: &SetInfo) -> Vec<u8> {
     vec![0u8; (set.geometry.spare_sectors * SECTOR_SIZE) as usize]
 }
@@ -510,15 +516,7 @@ fn format_then_load_round_trip() {
 fn empty_set_round_trip() {
     let set = small_set();
     let mut img = blank(&set);
-    let mut buf = vec![0u8; MD_BLOCK_SIZE];
-    format(
-        &mut Image(&mut img[..]),
-        &set,
-        core::iter::empty(),
-        &mut buf,
-        None,
-    )
-    .unwrap();
+    format_empty(&mut img, &set).unwrap();
     let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
     assert!(got.is_empty());
     assert_eq!(
@@ -543,28 +541,11 @@ fn blank_damaged_and_foreign_spares() {
         load_img(&img, &Expect::default()).err(),
         Some(LoadError::Blank)
     );
-    let mut buf = vec![0u8; MD_BLOCK_SIZE];
-    format(
-        &mut Image(&mut img[..]),
-        &set,
-        core::iter::empty(),
-        &mut buf,
-        None,
-    )
-    .unwrap();
+    format_empty(&mut img, &set).unwrap();
     assert!(load_img(&img, &Expect::default()).is_ok());
     // Formatting over metadata is refused and writes nothing.
     let before = img.clone();
-    assert_eq!(
-        format(
-            &mut Image(&mut img[..]),
-            &set,
-            core::iter::empty(),
-            &mut buf,
-            None
-        ),
-        Err(FormatError::NotBlank)
-    );
+    assert_eq!(format_empty(&mut img, &set), Err(FormatError::NotBlank));
     assert_eq!(img, before);
     // Both superblocks destroyed: damaged, not blank, and not formattable.
     img[100] ^= 0x10;
@@ -583,16 +564,7 @@ fn blank_damaged_and_foreign_spares() {
             && msg.contains("copy B: superblock field crc"),
         "{msg}"
     );
-    assert_eq!(
-        format(
-            &mut Image(&mut img[..]),
-            &set,
-            core::iter::empty(),
-            &mut buf,
-            None
-        ),
-        Err(FormatError::NotBlank)
-    );
+    assert_eq!(format_empty(&mut img, &set), Err(FormatError::NotBlank));
     // Foreign data (no magic anywhere).
     let foreign: Vec<u8> = (0..64 * 512).map(|i| (i % 251) as u8).collect();
     assert!(matches!(
@@ -623,16 +595,7 @@ fn blank_damaged_and_foreign_spares() {
     );
     // A geometry for another size is refused before anything is written.
     let mut small = vec![0u8; 72 * 512];
-    assert_eq!(
-        format(
-            &mut Image(&mut small[..]),
-            &set,
-            core::iter::empty(),
-            &mut buf,
-            None
-        ),
-        Err(FormatError::SpareSize)
-    );
+    assert_eq!(format_empty(&mut small, &set), Err(FormatError::SpareSize));
     assert!(small.iter().all(|&x| x == 0));
 }
 
@@ -756,15 +719,7 @@ fn resized_spare_is_refused() {
 fn ping_pong_picks_highest_sequence_and_tracks_next() {
     let set = two_block_set();
     let mut img = blank(&set);
-    let mut buf = vec![0u8; MD_BLOCK_SIZE];
-    format(
-        &mut Image(&mut img[..]),
-        &set,
-        core::iter::empty(),
-        &mut buf,
-        None,
-    )
-    .unwrap();
+    format_empty(&mut img, &set).unwrap();
     let mut model: BTreeMap<u64, Entry> = BTreeMap::new();
     for round in 0..6u64 {
         let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
