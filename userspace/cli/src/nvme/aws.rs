@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use dmremap_core::nvme::aws::{expected_kind, LatencyBin};
+use dmremap_core::nvme::aws::{expected_kind, IoSizeBin, LatencyBin};
 use dmremap_core::nvme::identify::IDENTIFY_LEN;
 use dmremap_lib::nvme::admin::{identify_controller, read_aws_stats, unsupported, IoctlTransport};
 use dmremap_lib::nvme::scraper::{AwsSnapshot, IoSizeSnapshot};
@@ -39,18 +39,34 @@ struct HistJson {
     bins: Vec<BinJson>,
 }
 
+impl From<&LatencyBin> for BinJson {
+    fn from(b: &LatencyBin) -> Self {
+        BinJson {
+            lower: b.lower,
+            upper: b.upper,
+            count: u64::from(b.count),
+        }
+    }
+}
+
+impl From<&IoSizeBin> for BinJson {
+    fn from(b: &IoSizeBin) -> Self {
+        BinJson {
+            lower: b.lower,
+            upper: b.upper,
+            count: b.count,
+        }
+    }
+}
+
 impl HistJson {
-    fn latency(bins: &[LatencyBin]) -> Self {
+    fn of<'a, B>(bins: &'a [B]) -> Self
+    where
+        BinJson: From<&'a B>,
+    {
         HistJson {
             num_bins: bins.len() as u64,
-            bins: bins
-                .iter()
-                .map(|b| BinJson {
-                    lower: b.lower,
-                    upper: b.upper,
-                    count: u64::from(b.count),
-                })
-                .collect(),
+            bins: bins.iter().map(BinJson::from).collect(),
         }
     }
 }
@@ -65,22 +81,11 @@ struct IoHistJson {
 
 impl From<&IoSizeSnapshot> for IoHistJson {
     fn from(h: &IoSizeSnapshot) -> Self {
-        let conv = |v: &[dmremap_core::nvme::aws::IoSizeBin]| HistJson {
-            num_bins: v.len() as u64,
-            bins: v
-                .iter()
-                .map(|b| BinJson {
-                    lower: b.lower,
-                    upper: b.upper,
-                    count: b.count,
-                })
-                .collect(),
-        };
         IoHistJson {
             io_size_low: format_io_size(h.io_size_low),
             io_size_high: format_io_size(h.io_size_high),
-            read_io_latency_histogram: conv(&h.read),
-            write_io_latency_histogram: conv(&h.write),
+            read_io_latency_histogram: HistJson::of(&h.read),
+            write_io_latency_histogram: HistJson::of(&h.write),
         }
     }
 }
@@ -136,8 +141,8 @@ impl From<&AwsSnapshot> for AwsJson {
                 .ec2_instance_ebs_performance_exceeded_iops,
             ec2_instance_ebs_performance_exceeded_tp: h.ec2_instance_ebs_performance_exceeded_tp,
             volume_queue_length: h.volume_queue_length,
-            read_io_latency_histogram: HistJson::latency(&s.read),
-            write_io_latency_histogram: HistJson::latency(&s.write),
+            read_io_latency_histogram: HistJson::of(&s.read),
+            write_io_latency_histogram: HistJson::of(&s.write),
             latency_histograms: detail,
         }
     }
