@@ -19,7 +19,7 @@ mod alloc;
 #[path = "../core/src/crc32c.rs"]
 mod crc32c;
 #[allow(unreachable_pub, dead_code)]
-#[path = "../core/src/metadata.rs"]
+#[path = "../core/src/metadata/mod.rs"]
 mod metadata;
 #[allow(unreachable_pub, dead_code)]
 #[path = "../core/src/remap.rs"]

@@ -210,7 +210,7 @@ fi
 # The module's build tree: a copy of its sources, files copied only when they changed.
 bdir=$cache/kmod-build
 mkdir -p "$bdir"
-(cd "$src" && { echo Kbuild; ls kmod/*.rs kmod/*.c kmod/*.h kmod/Kbuild kmod/gen-bindings.sh core/src/*.rs include/*.h; }) |
+(cd "$src" && { echo Kbuild; ls kmod/*.rs kmod/*.c kmod/*.h kmod/Kbuild kmod/gen-bindings.sh core/src/*.rs core/src/metadata/*.rs include/*.h; }) |
 while read -r f; do
 	if ! cmp -s "$src/$f" "$bdir/$f"; then
 		mkdir -p "$bdir/$(dirname "$f")"

@@ -34,7 +34,7 @@ exec 9>"$bdir.lock"
 flock 9
 sync_tree() {
 	local f
-	(cd "$ROOT" && { echo Kbuild; ls kmod/*.rs kmod/*.c kmod/*.h kmod/Kbuild kmod/gen-bindings.sh core/src/*.rs include/*.h; }) |
+	(cd "$ROOT" && { echo Kbuild; ls kmod/*.rs kmod/*.c kmod/*.h kmod/Kbuild kmod/gen-bindings.sh core/src/*.rs core/src/metadata/*.rs include/*.h; }) |
 	while read -r f; do
 		if ! cmp -s "$ROOT/$f" "$bdir/$f"; then
 			mkdir -p "$bdir/$(dirname "$f")"

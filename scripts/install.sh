@@ -80,7 +80,7 @@ dkms() {
 	local src=$DESTDIR/usr/src/dm-remap-$VERSION f
 	mkdir -p "$src"
 	(cd "$ROOT" && ls Makefile Kbuild Cargo.toml kmod/*.rs kmod/*.c kmod/*.h kmod/Kbuild kmod/gen-bindings.sh \
-		core/src/*.rs include/*.h scripts/lib.sh scripts/kenv.sh scripts/build-kmod.sh scripts/dkms-build.sh scripts/build-distro-kmod.sh) |
+		core/src/*.rs core/src/metadata/*.rs include/*.h scripts/lib.sh scripts/kenv.sh scripts/build-kmod.sh scripts/dkms-build.sh scripts/build-distro-kmod.sh) |
 	while read -r f; do
 		install -D -m "$([ -x "$ROOT/$f" ] && echo 0755 || echo 0644)" "$ROOT/$f" "$src/$f"
 	done

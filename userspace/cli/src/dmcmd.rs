@@ -203,34 +203,6 @@ fn mapper_path(name: &str) -> PathBuf {
     Path::new(dm::MAPPER_DIR).join(name)
 }
 
-/// Sums the status counters of the `remap` segments of a device.
-#[derive(Default, Debug, PartialEq, Eq)]
-struct Totals {
-    remapped: u64,
-    pending: u64,
-    spare_used: u64,
-    spare_total: u64,
-    read_errors: u64,
-    write_errors: u64,
-    states: Vec<String>,
-}
-
-fn totals(dev: &Device) -> Totals {
-    let mut t = Totals::default();
-    for s in dev.remap_segments().filter_map(|s| s.status.as_ref()) {
-        t.remapped += s.remapped;
-        t.pending += s.pending;
-        t.spare_used += s.spare_used;
-        t.spare_total += s.spare_total;
-        t.read_errors += s.read_errors;
-        t.write_errors += s.write_errors;
-        if !t.states.contains(&s.state) {
-            t.states.push(s.state.clone());
-        }
-    }
-    t
-}
-
 fn print_device(dev: &Device) {
     let i = &dev.info;
     println!("name:          {}", i.name);
@@ -384,7 +356,7 @@ pub fn list(json: bool) -> Result<(), CliError> {
         "WR_ERR"
     );
     for d in &devs {
-        let t = totals(d);
+        let t = d.totals();
         println!(
             "{:<20} {:<9} {:>12} {:>4} {:>9} {:>8} {:>17} {:>8} {:>8}  {}",
             d.info.name,
@@ -681,7 +653,7 @@ mod tests {
             linear_seg(100, 50),
             remap_seg(150, 8, 512),
         ]);
-        let t = totals(&d);
+        let t = d.totals();
         assert_eq!(
             (
                 t.remapped,

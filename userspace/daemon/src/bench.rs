@@ -428,8 +428,9 @@ pub fn jitter(out: &Path, quick: bool) -> io::Result<Value> {
 /// its buffer (one allocation per pass) against one that keeps none (one allocation per read),
 /// at two read sizes, three interleaved repetitions each; reports the median MB/s.
 pub fn scrub(out: &Path, quick: bool) -> io::Result<Value> {
-    use crate::scrub::{self as sc, BufferPool, FileReader, ScrubOptions};
+    use crate::scrub::{self as sc, FileReader, ScrubOptions};
     use crate::source::StopToken;
+    use dmremap_lib::bufpool::BufferPool;
     use std::io::Write;
 
     let shm = Path::new("/dev/shm");
@@ -471,7 +472,7 @@ pub fn scrub(out: &Path, quick: bool) -> io::Result<Value> {
                         &mut |_| {},
                     )?;
                     by_mode[i].1.push(rep.mb_per_s);
-                    by_mode[i].2 = pool.allocations.load(Ordering::Relaxed);
+                    by_mode[i].2 = pool.stats().allocated;
                     by_mode[i].0 = format!(
                         "{}/{}KiB/{}",
                         if keep > 0 { "pooled" } else { "unpooled" },

@@ -11,6 +11,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use dmremap_lib::dm::{RemapStatus, SegmentTotals};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -36,14 +37,8 @@ pub struct SegmentStatus {
     pub spare: String,
     /// NVMe controller of the main device (`nvme0`), empty for other disks.
     pub controller: String,
-    pub remapped: u64,
-    pub pending: u64,
-    pub spare_used: u64,
-    pub spare_total: u64,
-    pub read_errors: u64,
-    pub write_errors: u64,
-    /// `active`, `spare_exhausted` or `metadata_error`.
-    pub state: String,
+    /// The segment's status (`state` is `active`, `spare_exhausted` or `metadata_error`).
+    pub status: RemapStatus,
 }
 
 /// Reads the status of every `remap` segment.
@@ -136,13 +131,7 @@ impl DeviceStatus for DmDeviceStatus {
                     main: kernel_name(&self.sys_dev_block, &t.main),
                     spare: kernel_name(&self.sys_dev_block, &t.spare),
                     controller: nvme_controller(&self.sys_dev_block, &t.main),
-                    remapped: st.remapped,
-                    pending: st.pending,
-                    spare_used: st.spare_used,
-                    spare_total: st.spare_total,
-                    read_errors: st.read_errors,
-                    write_errors: st.write_errors,
-                    state: st.state.clone(),
+                    status: st.clone(),
                 });
             }
         }
@@ -162,46 +151,18 @@ impl std::fmt::Debug for DeviceCollector {
     }
 }
 
-fn rank(state: &str) -> usize {
-    match state {
-        "active" => 0,
-        "spare_exhausted" => 1,
-        _ => 2,
-    }
-}
-
-/// A device's figures over its segments.
-#[derive(Default)]
-struct Totals {
-    remapped: u64,
-    pending: u64,
-    spare_used: u64,
-    spare_total: u64,
-    read_errors: u64,
-    write_errors: u64,
-    state: String,
-}
-
-fn totals(segs: &[SegmentStatus]) -> Vec<(String, Totals)> {
-    let mut out: Vec<(String, Totals)> = Vec::new();
+/// Each device's counters over its segments, devices in order of their first segment.
+fn totals(segs: &[SegmentStatus]) -> Vec<(String, SegmentTotals)> {
+    let mut out: Vec<(String, SegmentTotals)> = Vec::new();
     for s in segs {
         let i = match out.iter().position(|(n, _)| *n == s.dm) {
             Some(i) => i,
             None => {
-                out.push((s.dm.clone(), Totals::default()));
+                out.push((s.dm.clone(), SegmentTotals::default()));
                 out.len() - 1
             }
         };
-        let t = &mut out[i].1;
-        t.remapped += s.remapped;
-        t.pending += s.pending;
-        t.spare_used += s.spare_used;
-        t.spare_total += s.spare_total;
-        t.read_errors += s.read_errors;
-        t.write_errors += s.write_errors;
-        if t.state.is_empty() || rank(&s.state) > rank(&t.state) {
-            t.state = s.state.clone();
-        }
+        out[i].1.add(&s.status);
     }
     out
 }
@@ -271,12 +232,12 @@ impl Collector for DeviceCollector {
             }
         }
         let t = totals(&segs);
-        let dev = |f: fn(&Totals) -> u64| -> Vec<(String, i64)> {
+        let dev = |f: fn(&SegmentTotals) -> u64| -> Vec<(String, i64)> {
             t.iter()
                 .map(|(n, x)| (escape_label(n), f(x) as i64))
                 .collect()
         };
-        let cnt = |f: fn(&Totals) -> u64| -> Vec<(String, u64)> {
+        let cnt = |f: fn(&SegmentTotals) -> u64| -> Vec<(String, u64)> {
             t.iter().map(|(n, x)| (escape_label(n), f(x))).collect()
         };
         gauges(
@@ -328,7 +289,7 @@ impl Collector for DeviceCollector {
         for (n, x) in &t {
             let n = escape_label(n);
             for s in STATES {
-                let v = i64::from(x.state == s);
+                let v = i64::from(x.worst_state() == s);
                 ConstGauge::new(v)
                     .encode(m.encode_family(&[("device", n.as_str()), ("state", s)])?)?;
             }
@@ -433,13 +394,17 @@ mod tests {
             main: "nvme0n1".into(),
             spare: "vda".into(),
             controller: "nvme0".into(),
-            remapped,
-            pending: 1,
-            spare_used: remapped,
-            spare_total: 100,
-            read_errors: 2,
-            write_errors: 3,
-            state: state.into(),
+            status: RemapStatus {
+                remapped,
+                pending: 1,
+                spare_used: remapped,
+                spare_total: 100,
+                read_errors: 2,
+                write_errors: 3,
+                metadata_seq: 0,
+                state: state.into(),
+                extra: vec![],
+            },
         }
     }
 
@@ -453,8 +418,8 @@ mod tests {
         assert_eq!(t.len(), 2);
         let r0 = &t[0].1;
         assert_eq!((r0.remapped, r0.pending, r0.spare_total), (12, 2, 200));
-        assert_eq!(r0.state, "spare_exhausted");
-        assert_eq!(t[1].1.state, "active");
+        assert_eq!(r0.worst_state(), "spare_exhausted");
+        assert_eq!(t[1].1.worst_state(), "active");
     }
 
     #[test]

@@ -9,12 +9,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use dmremap_lib::bufpool::BufferPool;
 use dmremap_lib::tune;
 use dmremapd::backends::{ControlEvents, DmMarker, ScraperProbe};
 use dmremapd::config::Config;
 use dmremapd::daemon::{self, Backends};
 use dmremapd::logging;
-use dmremapd::scrub::{self, BlockReader, BufferPool, FileReader, ScrubEvent, ScrubOptions};
+use dmremapd::scrub::{self, BlockReader, FileReader, ScrubEvent, ScrubOptions};
 use dmremapd::source::StopToken;
 
 #[cfg(feature = "devtools")]

@@ -14,153 +14,19 @@
 //!   rename, fsync of the directory) every few seconds and at the end, and a later run resumes
 //!   from it.
 
-use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use dmremap_lib::bufpool::{AlignedBuf, BufferPool};
 use dmremap_lib::{dm, tune};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Timestamp;
 use crate::source::StopToken;
-
-// ---------------------------------------------------------------------------------------------
-// Aligned buffers
-
-/// A heap buffer aligned for `O_DIRECT`.
-pub struct AlignedBuf {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-// SAFETY: AlignedBuf owns its allocation exclusively.
-unsafe impl Send for AlignedBuf {}
-
-impl AlignedBuf {
-    /// A zeroed buffer of `len` bytes aligned to `align` (a power of two).
-    pub fn new(len: usize, align: usize) -> io::Result<AlignedBuf> {
-        let layout = Layout::from_size_align(len.max(1), align).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("buffer layout: {e}"))
-        })?;
-        // SAFETY: layout has non-zero size.
-        let p = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(p).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::OutOfMemory, "buffer allocation failed")
-        })?;
-        let mut b = AlignedBuf { ptr, layout };
-        if len >= 2 << 20 {
-            // Large buffers: transparent huge pages cut TLB misses; not in core dumps.
-            let _ = tune::madvise(b.as_mut_slice(), tune::MemAdvice::HugePage);
-            let _ = tune::madvise(b.as_mut_slice(), tune::MemAdvice::DontDump);
-        }
-        Ok(b)
-    }
-
-    pub fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.layout.size() == 0
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the allocation is layout.size() initialized (zeroed) bytes, owned by self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout in new().
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
-    }
-}
-
-/// A small free list of equally sized aligned buffers. The scrubber takes one per read and gives
-/// it back; with `max_free` 0 every read gets a freshly allocated (mapped, zeroed, faulted-in)
-/// buffer, which `dmremapd bench scrub` measures against reuse.
-pub struct BufferPool {
-    size: usize,
-    align: usize,
-    max_free: usize,
-    free: Mutex<Vec<AlignedBuf>>,
-    pub allocations: AtomicU64,
-}
-
-impl BufferPool {
-    pub fn new(size: usize, align: usize, max_free: usize) -> BufferPool {
-        BufferPool {
-            size,
-            align,
-            max_free,
-            free: Mutex::new(Vec::new()),
-            allocations: AtomicU64::new(0),
-        }
-    }
-
-    pub fn buf_size(&self) -> usize {
-        self.size
-    }
-
-    /// A buffer from the free list, or a new one.
-    pub fn get(&self) -> io::Result<PooledBuf<'_>> {
-        let b = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let b = match b {
-            Some(b) => b,
-            None => {
-                self.allocations.fetch_add(1, Ordering::Relaxed);
-                AlignedBuf::new(self.size, self.align)?
-            }
-        };
-        Ok(PooledBuf {
-            buf: Some(b),
-            pool: self,
-        })
-    }
-}
-
-/// A buffer that goes back to its pool when dropped.
-pub struct PooledBuf<'a> {
-    buf: Option<AlignedBuf>,
-    pool: &'a BufferPool,
-}
-
-impl std::ops::Deref for PooledBuf<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        let b = self.buf.as_ref().expect("buffer present until drop");
-        // SAFETY: see AlignedBuf::as_mut_slice.
-        unsafe { std::slice::from_raw_parts(b.ptr.as_ptr(), b.len()) }
-    }
-}
-
-impl std::ops::DerefMut for PooledBuf<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.buf
-            .as_mut()
-            .expect("buffer present until drop")
-            .as_mut_slice()
-    }
-}
-
-impl Drop for PooledBuf<'_> {
-    fn drop(&mut self) {
-        if let Some(b) = self.buf.take() {
-            let mut f = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-            if f.len() < self.pool.max_free {
-                f.push(b);
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Readers
@@ -502,7 +368,7 @@ pub fn scrub(
     let align = reader.alignment();
     opts.validate(align)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{device}: {e}")))?;
-    if pool.buf_size() < opts.read_size {
+    if pool.unit() < opts.read_size {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "buffer pool buffers smaller than the read size",
@@ -575,7 +441,7 @@ pub fn scrub(
         }
         // One pool buffer per read: with a pool that keeps buffers this is the same memory every
         // time; `dmremapd bench scrub` compares it with a pool that keeps none.
-        let mut buf = pool.get()?;
+        let mut buf = pool.try_lease(pool.unit())?;
         let chunk = &mut buf[..len.next_multiple_of(align).min(opts.read_size)];
         match reader.read_at(chunk, offset) {
             Ok(0) => {
@@ -714,7 +580,7 @@ pub fn scrub(
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     /// A scrub without a pending marker, stop request or event observer.
     fn scrub_plain(
@@ -820,7 +686,7 @@ mod tests {
         // The same pool buffer serves a second pass.
         let mut r = FileReader::open(&p, false).unwrap();
         scrub_plain(&mut r, "disk", &opts(65536, 4096), &pool).unwrap();
-        assert_eq!(pool.allocations.load(Ordering::Relaxed), 1);
+        assert_eq!(pool.stats().allocated, 1);
         assert_eq!(r.mode(), "buffered");
     }
 

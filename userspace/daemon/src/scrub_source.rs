@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::event::EventKind;
-use crate::scrub::{self, BufferPool, FileReader, PendingMarker, ScrubEvent, ScrubOptions};
+use crate::scrub::{self, FileReader, PendingMarker, ScrubEvent, ScrubOptions};
 use crate::source::{Source, SourceContext, WorkerRole};
+use dmremap_lib::bufpool::BufferPool;
 
 /// Settings that can change at run time; they apply from the next device scrubbed.
 #[derive(Clone, Debug, PartialEq)]

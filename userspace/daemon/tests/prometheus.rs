@@ -19,13 +19,17 @@ impl dmremapd::field::DeviceStatus for OneDevice {
             main: "nvme3n1".into(),
             spare: "vdb".into(),
             controller: "nvme3".into(),
-            remapped: 11,
-            pending: 3,
-            spare_used: 12,
-            spare_total: 100,
-            read_errors: 4,
-            write_errors: 5,
-            state: "spare_exhausted".into(),
+            status: dmremap_lib::dm::RemapStatus {
+                remapped: 11,
+                pending: 3,
+                spare_used: 12,
+                spare_total: 100,
+                read_errors: 4,
+                write_errors: 5,
+                metadata_seq: 0,
+                state: "spare_exhausted".into(),
+                extra: vec![],
+            },
         }])
     }
 }

@@ -1,5 +1,6 @@
 //! Userspace access layer shared by the `dmremap` CLI and the `dmremapd` daemon.
 
+pub mod bufpool;
 pub mod control;
 pub mod dm;
 pub mod event;

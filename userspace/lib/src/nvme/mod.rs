@@ -1,5 +1,5 @@
 //! NVMe access: controller discovery from sysfs, admin commands (Identify, Get Log Page)
-//! through `NVME_IOCTL_ADMIN_CMD`, a device-type cache, a page-buffer pool and a scraper that
+//! through `NVME_IOCTL_ADMIN_CMD`, a device-type cache and a scraper that
 //! reads every controller's health pages in one cycle.
 //!
 //! Page decoding lives in the no_std core ([`dmremap_core::nvme`], re-exported here as
@@ -13,7 +13,6 @@ pub mod admin;
 pub mod cache;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
-pub mod pool;
 pub mod scraper;
 pub mod sysfs;
 
@@ -23,7 +22,6 @@ pub use admin::{
     AdminCommand, AdminError, AdminTransport, DeviceError, DeviceErrorCause, IoctlTransport,
 };
 pub use cache::{CacheStats, Detection, DeviceType, TypeCache};
-pub use pool::{BufferPool, PooledBuf};
 pub use scraper::{
     AwsSnapshot, BudgetWarning, ControllerReport, CycleReport, Discovery, LatencySummary, Scraper,
     ScraperConfig,

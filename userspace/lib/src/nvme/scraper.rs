@@ -23,9 +23,13 @@ use super::admin::{
     DeviceError,
 };
 use super::cache::{CacheStats, Detection, DeviceType, TypeCache};
-use super::pool::{BufferPool, PoolStats};
 use super::sysfs::{self, Controller};
+use crate::bufpool::{BufferPool, PoolStats};
 use crate::stats::percentile;
+
+/// Unit of the page-buffer pool: a SMART log, an error log of up to 64 entries or an Identify
+/// fills one; the 8 KiB instance-store statistics page takes two, contiguous.
+const PAGE_UNIT: usize = 4096;
 
 /// Where the controller list comes from.
 #[derive(Clone, Debug)]
@@ -234,7 +238,7 @@ impl<T: AdminTransport> Scraper<T> {
             discovery,
             transport,
             cache: TypeCache::new(),
-            pool: BufferPool::new(16),
+            pool: BufferPool::new(PAGE_UNIT, PAGE_UNIT, 16).zero_on_return(),
             config,
             recent: VecDeque::new(),
             cycles: 0,
