@@ -88,7 +88,7 @@ assert_eq "remapped = remapped entries listed" "$(field r0 1)" "$nrem"
 assert_eq "pending = pending entries listed" "$(field r0 2)" "$npend"
 assert_eq "write errors (each write to a failing block failed once on main)" "$(field r0 5)" 16
 msg r0 stats | grep -q "^healed_writes=$wok$" || fail "healed_writes is not $wok: $(msg r0 stats)"
-assert_eq "remap events" "$(ev_count "$ev0" remap)" "$nrem"
+assert_eq "remap events" "$(ev_count "$ev0" remap_done)" "$nrem"
 used=$(field r0 3 | cut -d/ -f1)
 [ "$used" -ge "$nrem" ] || fail "spare_used $used < remapped $nrem"
 

@@ -30,8 +30,8 @@ check "1 MiB of 64 KiB writes, all failing on main" fio_fill /dev/mapper/r0 4M 1
 assert_eq "remapped (every block of the failed writes)" "$(field r0 1)" 256
 assert_eq "write errors (one per bio)" "$(field r0 5)" 16
 msg r0 stats | grep -q "^healed_writes=16$" || fail "healed_writes: $(msg r0 stats)"
-assert_eq "remap events" "$(ev_count "$ev0" remap)" 256
-assert_eq "write io_error events" "$(ev_count "$ev0" io_error '"write":true')" 16
+assert_eq "remap events" "$(ev_count "$ev0" remap_done)" 256
+assert_eq "write io_error events" "$(ev_count "$ev0" io_error '"op":"write"')" 16
 check "healed writes read back" fio_check /dev/mapper/r0 4M 1M
 check "reads from main still work" fio_check /dev/mapper/r0 0 1M
 
@@ -84,7 +84,7 @@ expect_fail "a 64 KiB read covering it" dd if=/dev/mapper/r1 of=/dev/null bs=64K
 assert_eq "pending" "$(field r1 2)" 1
 assert_eq "remapped" "$(field r1 1)" 0
 [ "$(field r1 4)" -ge 2 ] || fail "read errors: $(dmsetup status r1)"
-assert_eq "pending events" "$(ev_count "$ev0" pending)" 1
+assert_eq "pending events" "$(ev_count "$ev0" pending_marked)" 1
 msg r1 list | grep -q "^20008 2501 - pending" || fail "list: $(msg r1 list)"
 check "neighbour reads" dd if=/dev/mapper/r1 of=/dev/null bs=4K skip=2500 count=1 iflag=direct status=none
 timed_ms 10000 "remove with a pending block" dmsetup remove r1
@@ -94,7 +94,7 @@ random_file /tmp/heal 8
 check "write heals" dd if=/tmp/heal of=/dev/mapper/r1 bs=4K seek=2501 oflag=direct conv=notrunc status=none
 assert_eq "pending after the write" "$(field r1 2)" 0
 assert_eq "remapped after the write" "$(field r1 1)" 1
-assert_eq "remap events" "$(ev_count "$ev0" remap)" 1
+assert_eq "remap events" "$(ev_count "$ev0" remap_done)" 1
 assert_eq "healed block" "$(sha_range /dev/mapper/r1 20008 8)" "$(sha /tmp/heal)"
 timed_ms 10000 "remove" dmsetup remove r1
 create r1 "$T"

@@ -28,8 +28,8 @@ moved=$(field r0 1)
 werr=$(field r0 5)
 [ "$werr" -ge 2 ] || fail "write errors: $werr"
 msg r0 stats | grep -q "^healed_writes=[1-9]" || fail "healed_writes: $(msg r0 stats)"
-assert_eq "remap events" "$(ev_count "$ev0" remap)" "$moved"
-assert_eq "write io_error events" "$(ev_count "$ev0" io_error '"write":true')" "$werr"
+assert_eq "remap events" "$(ev_count "$ev0" remap_done)" "$moved"
+assert_eq "write io_error events" "$(ev_count "$ev0" io_error '"op":"write"')" "$werr"
 check "acknowledged writes read back (blocks on the spare included)" fio_check /dev/mapper/r0 8M 4M
 
 info "a read error: EIO, pending, durable"
@@ -41,7 +41,7 @@ assert_eq "pending" "$(field r0 2)" 1
 assert_eq "remapped" "$(field r0 1)" "$moved"
 msg r0 list | grep -q "^40008 5001 - pending" || fail "list: $(msg r0 list)"
 [ "$(field r0 4)" -ge 1 ] || fail "read errors not counted: $(dmsetup status r0)"
-assert_eq "pending events" "$(ev_count "$ev0" pending)" 1
+assert_eq "pending events" "$(ev_count "$ev0" pending_marked)" 1
 dd if=/tmp/base of=/tmp/b0 bs=4K count=1 status=none
 assert_eq "its neighbour reads" "$(sha_range /dev/mapper/r0 40000 8)" "$(sha /tmp/b0)"
 timed_ms 10000 "remove with a pending block" dmsetup remove r0
@@ -62,7 +62,7 @@ assert_eq "read with one transient error" "$(sha_range /dev/mapper/r0 40000 8)" 
 moved=$((moved + 1))
 assert_eq "recovered block moved" "$(field r0 1)" "$moved"
 msg r0 stats | grep -q "^recovered_reads=1$" || fail "recovered_reads: $(msg r0 stats)"
-assert_eq "remap events" "$(ev_count "$ev0" remap)" "$moved"
+assert_eq "remap events" "$(ev_count "$ev0" remap_done)" "$moved"
 
 check "clear faults" host_do clear-faults vspare1
 timed_ms 10000 "suspend" dmsetup suspend r0

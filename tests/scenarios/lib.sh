@@ -116,10 +116,11 @@ fio_check() {
 		--ioengine=psync --verify=crc32c --verify_only=1 --verify_fatal=1 2>&1) || { echo "$_o"; return 1; }
 }
 # ev_seq: sequence number of the newest event in the module's ring (0 when there is none).
-ev_seq() { _s=$(dmremap events --json | tail -n1 | sed -n 's/.*"seq":\([0-9]*\).*/\1/p'); echo "${_s:-0}"; }
-# ev_count SINCE TYPE [PATTERN]: events newer than sequence number SINCE of TYPE (remap, pending,
-# io_error, ...), optionally only those whose JSON matches PATTERN (e.g. '"spare":true').
+ev_seq() { _s=$(dmremap events --json | tail -n1 | sed -n 's/^{"ts":"[^"]*","seq":\([0-9]*\),.*/\1/p'); echo "${_s:-0}"; }
+# ev_count SINCE KIND [PATTERN]: events newer than sequence number SINCE of KIND (remap_done,
+# pending_marked, io_error, ...), optionally only those whose JSON matches PATTERN (e.g.
+# '"op":"write"').
 ev_count() {
-	dmremap events --json | awk -v s="$1" '{ n = $0; sub(/.*"seq":/, "", n); sub(/,.*/, "", n); if (n + 0 > s) print }' |
-		grep "\"type\":\"$2\"" | grep -c -- "${3:-.}"
+	dmremap events --json | awk -v s="$1" '{ n = $0; sub(/^{"ts":"[^"]*","seq":/, "", n); sub(/,.*/, "", n); if (n + 0 > s) print }' |
+		grep "\"kind\":\"$2\"" | grep -c -- "${3:-.}"
 }

@@ -31,14 +31,14 @@ assert_eq "write errors" "$(field r0 5)" 1
 assert_eq "remapped" "$(field r0 1)" "$total"
 assert_eq "pending" "$(field r0 2)" 0
 [ "$(ev_count "$ev0" spare_exhausted)" -ge 1 ] || fail "no spare_exhausted event"
-assert_eq "write io_error events" "$(ev_count "$ev0" io_error '"write":true')" 1
-assert_eq "remap events" "$(ev_count "$ev0" remap)" "$total"
+assert_eq "write io_error events" "$(ev_count "$ev0" io_error '"op":"write"')" 1
+assert_eq "remap events" "$(ev_count "$ev0" remap_done)" "$total"
 
 info "a read that fails: pending without a slot; a write to it fails while the spare is full"
 check "fault" host_do fault nvme0 read 24000
 expect_fail "read of an unreadable block" dd if=/dev/mapper/r0 of=/dev/null bs=4K skip=3000 count=1 iflag=direct status=none
 assert_eq "pending" "$(field r0 2)" 1
-assert_eq "pending events" "$(ev_count "$ev0" pending)" 1
+assert_eq "pending events" "$(ev_count "$ev0" pending_marked)" 1
 expect_fail "write to the pending block with no free slot" dd if=/tmp/w of=/dev/mapper/r0 bs=4K seek=3000 oflag=direct conv=notrunc status=none
 assert_eq "still pending" "$(field r0 2)" 1
 check "acknowledged writes (on the spare and on main)" fio_check /dev/mapper/r0 0 4M
