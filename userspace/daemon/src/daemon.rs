@@ -599,9 +599,10 @@ impl Daemon {
         self.counters.reload_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stops the sources, delivers everything accepted to the sinks, flushes them, stops.
+    /// Stops the sources, delivers everything accepted to the sinks, flushes them, stops. The
+    /// `stopping` event is emitted once the sources have stopped, so that it is the last event
+    /// (unless a source does not stop within the grace period).
     pub fn shutdown(mut self) -> ShutdownReport {
-        self.emit_lifecycle(Phase::Stopping, "draining".into());
         for s in &self.sources {
             s.stop.stop();
         }
@@ -619,6 +620,7 @@ impl Daemon {
                 stuck.push(s.name);
             }
         }
+        self.emit_lifecycle(Phase::Stopping, "draining".into());
         if let Some(h) = self.http.take() {
             h.stop();
         }
