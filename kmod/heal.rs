@@ -12,6 +12,17 @@ use kernel::prelude::*;
 
 use super::io::BIO_HANDLED;
 use super::{Meta, RemapTarget, MOVE_MAX};
+
+/// Most slots one block is written to before its move fails (each failed one is retired).
+const SLOT_TRIES: u32 = 3;
+
+/// Why a block could not be written to a fresh slot.
+enum SlotError {
+    /// No free slot.
+    Full,
+    /// [`SLOT_TRIES`] slot writes failed.
+    Write,
+}
 use crate::dm::{Bio, BioList, BlkStatus, HeldBio, NoIo, WriteMode};
 use crate::remap::Entry;
 
@@ -231,13 +242,26 @@ impl RemapTarget {
             // The part of a partial last block past the target's end.
             rest.fill(0);
         }
-        let slot = self.alloc_slot(block).ok_or(fail)?;
-        let r = self
-            .take_from_bio(m, bio, boff, ioff, n)
-            .and_then(|()| self.write_slot(m, 0, slot))
-            .and_then(|()| self.set_entry(m, block, Entry::Remapped { slot }));
-        if r.is_err() {
-            self.free_slot(slot);
+        if self.take_from_bio(m, bio, boff, ioff, n).is_err() {
+            if cur.is_none() {
+                let _ = self.set_entry(m, block, Entry::Pending);
+            }
+            return Err(BlkStatus::ioerr());
+        }
+        let slot = match self.write_new_slot(m, block) {
+            Ok(slot) => Some(slot),
+            // The spare is full: the write's error passes through.
+            Err(SlotError::Full) => return Err(fail),
+            Err(SlotError::Write) => None,
+        };
+        let placed = slot.is_some_and(|slot| {
+            let set = self.set_entry(m, block, Entry::Remapped { slot }).is_ok();
+            if !set {
+                self.free_slot(slot);
+            }
+            set
+        });
+        if !placed {
             if cur.is_none() {
                 // A write failed on main and on the spare: the block's content is unknown now;
                 // the next full write heals it.
@@ -302,11 +326,8 @@ impl RemapTarget {
         if failed_before || matches!(cur, Some(Entry::Pending)) {
             // Save the recovered data while it can still be read.
             self.stats.recovered_reads.fetch_add(1, Relaxed);
-            if let Some(slot) = self.alloc_slot(block) {
-                let r = self
-                    .write_slot(m, 0, slot)
-                    .and_then(|()| self.set_entry(m, block, Entry::Remapped { slot }));
-                if r.is_err() {
+            if let Ok(slot) = self.write_new_slot(m, block) {
+                if self.set_entry(m, block, Entry::Remapped { slot }).is_err() {
                     self.free_slot(slot);
                 }
             }
@@ -345,6 +366,20 @@ impl RemapTarget {
     }
 
     /// Write one block from the copy buffer (at byte `off`) to spare slot `slot`.
+    /// Write the block in the copy buffer to a fresh slot and return it. A slot whose write
+    /// fails is retired (see [`RemapTarget::retire_slots`]) and another one tried, up to
+    /// [`SLOT_TRIES`] slots.
+    fn write_new_slot(&self, m: &Meta, block: u64) -> core::result::Result<u64, SlotError> {
+        for _ in 0..SLOT_TRIES {
+            let slot = self.alloc_slot(block).ok_or(SlotError::Full)?;
+            if self.write_slot(m, 0, slot).is_ok() {
+                return Ok(slot);
+            }
+            self.retire_slots(slot, 1);
+        }
+        Err(SlotError::Write)
+    }
+
     pub(super) fn write_slot(&self, m: &Meta, off: usize, slot: u64) -> Result {
         let buf = m.buf.get(off..off + self.block_bytes()).ok_or(EINVAL)?;
         self.spare

@@ -260,16 +260,23 @@ impl RemapTarget {
                 }
             }
             let off = i as usize * bb;
-            let mut r = m
-                .buf
-                .get(off..off + run as usize * bb)
-                .ok_or(EINVAL)
-                .and_then(|buf| {
-                    self.spare
-                        .write(self.slot_sector(slot0), buf, WriteMode::Plain)
-                });
+            let Some(buf) = m.buf.get(off..off + run as usize * bb) else {
+                for j in 0..run {
+                    self.free_slot(slot0 + j);
+                }
+                return Err(EINVAL);
+            };
+            if let Err(e) = self
+                .spare
+                .write(self.slot_sector(slot0), buf, WriteMode::Plain)
+            {
+                // Which of the run's slots is bad is unknown: none is handed out again.
+                self.retire_slots(slot0, run);
+                return Err(e);
+            }
             // Slots entered in the index so far (their undo frees them if the commit fails).
             let mut set = 0;
+            let mut r = Ok(());
             while r.is_ok() && set < run {
                 r = self.set_entry(m, block + i + set, Entry::Remapped { slot: slot0 + set });
                 if r.is_ok() {
@@ -383,7 +390,7 @@ impl RemapTarget {
         );
         let _ = write!(
             out,
-            "commit_errors={}\ncommits={}\nfailed_reads={}\nflush_errors={}\nhealed_writes={}\nmetadata_seq={}\npassthrough_errors={}\nrecovered_reads={}\n",
+            "commit_errors={}\ncommits={}\nfailed_reads={}\nflush_errors={}\nhealed_writes={}\nmetadata_seq={}\npassthrough_errors={}\nrecovered_reads={}\nretired_slots={}\n",
             s.commit_errors.load(Relaxed),
             s.commits.load(Relaxed),
             s.failed_reads.load(Relaxed),
@@ -392,6 +399,7 @@ impl RemapTarget {
             self.seq.load(Relaxed),
             s.passthrough_errors.load(Relaxed),
             s.recovered_reads.load(Relaxed),
+            s.retired_slots.load(Relaxed),
         );
     }
 }

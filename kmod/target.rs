@@ -63,6 +63,8 @@ struct Stats {
     passthrough_errors: AtomicU64,
     /// Failed flushes (main or spare), passed through.
     flush_errors: AtomicU64,
+    /// Slots kept out of use after a failed write (not reset by `clear_stats`).
+    retired_slots: AtomicU64,
 }
 
 /// State that block moves and commits change, under the control mutex.
@@ -276,6 +278,19 @@ impl RemapTarget {
 
     fn free_slot(&self, slot: u64) {
         let _ = self.slots.lock().free_slot(slot);
+    }
+
+    /// Keep `n` slots from `first` on, whose write failed, out of use: freed, the allocator
+    /// would hand the most recently freed slot straight out again, and one bad spare sector
+    /// would fail every later move. They stay allocated (counted in `spare_used`) until the
+    /// table is loaded again, which rebuilds the allocator from the index.
+    fn retire_slots(&self, first: u64, n: u64) {
+        pr_warn!(
+            "spare slots {}..{} failed a write: kept out of use until the next table load\n",
+            first,
+            first + n
+        );
+        self.stats.retired_slots.fetch_add(n, Relaxed);
     }
 
     /// Block number of a device sector inside this target.
