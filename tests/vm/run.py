@@ -327,7 +327,10 @@ class VM:
             self.qmp("blockdev-add", {
                 "driver": "blkdebug", "node-name": node, "image": f"{drive}-file",
                 "inject-error": [
-                    {"event": "none", "iotype": "flush", "errno": 5, "once": once}
+                    # A rule is active only after its event, and an event with rules replaces
+                    # the active ones (blkdebug): with "none", a flush rule stops working at the
+                    # first write while a write rule exists.
+                    {"event": "flush_to_disk", "iotype": "flush", "errno": 5, "once": once}
                     if kind == "flush" else
                     {"event": f"{kind}_aio", "errno": 5, "sector": sector, "once": once}
                     for kind, sector, once in rules
