@@ -121,6 +121,6 @@ ev_seq() { _s=$(dmremap events --json | tail -n1 | sed -n 's/^{"ts":"[^"]*","seq
 # pending_marked, io_error, ...), optionally only those whose JSON matches PATTERN (e.g.
 # '"op":"write"').
 ev_count() {
-	dmremap events --json | awk -v s="$1" '{ n = $0; sub(/^{"ts":"[^"]*","seq":/, "", n); sub(/,.*/, "", n); if (n + 0 > s) print }' |
+	dmremap events --json | awk -v s="$1" '{ n = $0; sub(/^[{]"ts":"[^"]*","seq":/, "", n); sub(/,.*/, "", n); if (n + 0 > s) print }' |
 		grep "\"kind\":\"$2\"" | grep -c -- "${3:-.}"
 }
