@@ -1547,8 +1547,11 @@ impl Globals {
 impl Drop for Globals {
     fn drop(&mut self) {
         // Module exit: the target type is unregistered (no constructor runs, no table holds a
-        // text any more), so the texts can go.
-        CTR_TEXTS.lock().clear();
+        // text or a claim any more), so the texts and the vectors' buffers can go. Statics are
+        // never dropped: emptying them with `clear` or `retain` would keep the buffers, which
+        // leak once the module is gone.
+        *CTR_TEXTS.lock() = KVec::new();
+        CLAIMS.lock().entries = KVec::new();
     }
 }
 
