@@ -26,7 +26,7 @@ echo 0 > $F/verbose
 echo -1 > $F/times
 echo 0 > $F/space
 echo 1 > $F/interval
-workers=$(for d in /proc/[0-9]*; do case "$(cat $d/comm 2>/dev/null)" in kworker/u*) echo ${d#/proc/} ;; esac; done)
+workers=$(unbound_kworkers)
 [ -n "$workers" ] || fail "no unbound kworkers"
 for p in $workers; do echo 1 > /proc/$p/make-it-fail 2>/dev/null; done
 echo 30 > $F/probability
@@ -44,11 +44,7 @@ info "remap storm with failing allocations"
 ) &
 spid=$!
 # Writes meanwhile: the failing ones go to the worker, whose node allocations fail too.
-wok=0 weio=0 failed=
-for i in $(seq 0 15); do
-	off=$((i * 64 * 4096))
-	if write_at /dev/mapper/r0 /tmp/model $off 4096; then wok=$((wok + 1)); else weio=$((weio + 1)) failed="$failed $i"; fi
-done
+write_failing_blocks /dev/mapper/r0 /tmp/model
 wait $spid
 stop
 cat /tmp/storm

@@ -44,7 +44,7 @@ echo 0 > $F/space
 # A budget large enough never to run out: what is left of it counts the injected failures.
 BUDGET=1000000
 echo $BUDGET > $F/times
-workers=$(for d in /proc/[0-9]*; do case "$(cat $d/comm 2>/dev/null)" in kworker/u*) echo ${d#/proc/} ;; esac; done)
+workers=$(unbound_kworkers)
 [ -n "$workers" ] || fail "no unbound kworkers"
 for p in $workers; do echo 1 > /proc/$p/make-it-fail 2>/dev/null; done
 echo 50 > $F/probability
@@ -67,11 +67,7 @@ info "remap storm while the worker's page allocations fail"
 ) &
 spid=$!
 # Writes meanwhile: the failing ones go to the worker, whose allocations fail too.
-wok=0 weio=0 failed=
-for i in $(seq 0 15); do
-	off=$((i * 64 * 4096))
-	if write_at /dev/mapper/r0 /tmp/model $off 4096; then wok=$((wok + 1)); else weio=$((weio + 1)) failed="$failed $i"; fi
-done
+write_failing_blocks /dev/mapper/r0 /tmp/model
 wait $spid
 stop
 injected=$((BUDGET - $(cat $F/times)))

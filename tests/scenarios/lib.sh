@@ -124,3 +124,17 @@ ev_count() {
 	dmremap events --json | awk -v s="$1" '{ n = $0; sub(/^[{]"ts":"[^"]*","seq":/, "", n); sub(/,.*/, "", n); if (n + 0 > s) print }' |
 		grep "\"kind\":\"$2\"" | grep -c -- "${3:-.}"
 }
+# unbound_kworkers: pids of the kernel's unbound workers (where the target's worker runs), for
+# a fault-injection task filter.
+unbound_kworkers() {
+	for d in /proc/[0-9]*; do case "$(cat $d/comm 2>/dev/null)" in kworker/u*) echo ${d#/proc/} ;; esac; done
+}
+# write_failing_blocks DEV MODEL: write MODEL's 4 KiB at every 64th block of the first 4 MiB (the
+# blocks `host_do faults nvme0 write 0 512 16` fails); sets wok, weio and failed (the indexes
+# of the writes that failed).
+write_failing_blocks() {
+	wok=0 weio=0 failed=
+	for i in $(seq 0 15); do
+		if write_at "$1" "$2" $((i * 64 * 4096)) 4096; then wok=$((wok + 1)); else weio=$((weio + 1)) failed="$failed $i"; fi
+	done
+}
