@@ -84,7 +84,7 @@ endif
 test: lint
 	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test test-boot
 
-# Every scenario, the slow ones too (remap_many, control_fuzz, fio_verify).
+# Every scenario, the slow ones too (remap_many, control_fuzz, fio_verify, fail_page_alloc).
 test-full: lint
 	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test test-boot SUITE=full
 

@@ -10,6 +10,7 @@
 # allocations come from slab caches that seldom need a new page: a run fails only a few page
 # allocations of the unbound workers (printed; 5 and 10 in two runs, none met by a heal), and a
 # heal that meets one fails with EIO.
+# suite: full
 # timeout: 360
 # kernel-args: kmemleak=on
 . /scenarios/lib.sh
