@@ -7,7 +7,9 @@
 #            type cache, p50/p99, allocations per cycle)
 #   control  control-path round trips: `dmsetup message DEV 0 ping` as a process, DM_TARGET_MSG
 #            from Rust, our own DMR_IOC_VERSION ioctl and the in-kernel no-op (release kernel)
-#   storm    durable remaps per second, group commit vs one commit per remap (release kernel)
+#   storm    durable remaps per second, group commit vs one commit per remap; at 0, 100K and 1M
+#            existing remaps: single-remap latency p50/p99, metadata bytes per single remap,
+#            group-commit remaps/s; load time of 1M remaps (release kernel)
 #   powercut 100 kill-QEMU power cuts + >= 100 crash states replayed from a dm-log-writes
 #            recording; lost writes / remaps and corrupt metadata (release kernel)
 #   scrub    `dmremapd scrub` of the VM's NVMe disk vs fio sequential reads of it (ratio, goal
@@ -52,7 +54,10 @@ io)
 	;;
 storm)
 	line=$(grep -a '^@@BENCH storm ' "$log" | tail -n1) || die "no result in $log"
-	echo "${line#@@BENCH storm }" | python3 -m json.tool > "$out"
+	load=$(grep -a '^@@BENCH storm-load ' "$log" | tail -n1) || die "no load result in $log"
+	mapfile -t at < <(grep -a '^@@BENCH storm-at ' "$log" | sed 's/^@@BENCH storm-at //')
+	[ "${#at[@]}" -gt 0 ] || die "no storm-at results in $log"
+	python3 "$ROOT/scripts/bench_report.py" storm "${line#@@BENCH storm }" "${load#@@BENCH storm-load }" "${at[@]}" > "$out"
 	;;
 scrub)
 	line=$(grep -a '^@@BENCH scrub ' "$log" | tail -n1) || die "no result in $log"

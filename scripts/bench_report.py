@@ -80,6 +80,58 @@ def control(raw):
     return doc
 
 
+def storm(raw, at_lines, load_raw):
+    """The storm document: the group/single case of `raw` (NVMe main, virtio spare), then per
+    number of existing remaps (`at_lines`: "N {json}" each) the single-remap latency and metadata
+    bytes and the group-commit rate, and the 1M-remap load time (`load_raw`). Prints the goals
+    and whether they are met on stderr (figures, not a test)."""
+    doc = json.loads(raw)
+    at = {}
+    for line in at_lines:
+        n, _, js = line.partition(" ")
+        at[n] = json.loads(js)
+    load = json.loads(load_raw)
+    doc["scale"] = {
+        "environment": ("release kernel under QEMU TCG (MTTCG, 2 vCPUs); main /dev/nullb0, spare a linear "
+                        "device: 128 MiB of virtio disk at each end (the metadata copies), null_blk (writes "
+                        "dropped) for the data slots between; 4 KiB blocks"),
+        "method": ("per number of existing remaps: `dmremap bench storm` group commit (remaps in "
+                   "`remap <sector> 1024` messages) then single remaps (one `remap <sector> 1` message each = one "
+                   "commit), each message timed from userspace; metadata bytes per single remap = sectors "
+                   "written to the spare (its /sys/block/dm-N/stat) during the single remaps x 512, less one "
+                   "4 KiB data block per remap, divided by the remaps"),
+        "results": at,
+    }
+    doc["single_latency_p50_us"] = {n: r["single_latency_p50_us"] for n, r in at.items()}
+    doc["single_latency_p99_us"] = {n: r["single_latency_p99_us"] for n, r in at.items()}
+    doc["metadata_bytes_per_remap"] = {n: r["metadata_bytes_per_remap"] for n, r in at.items()}
+    doc["group_remaps_per_s"] = {n: r["remaps_per_s"] for n, r in at.items()}
+    doc["single_samples"] = {n: r["results"][1]["remaps"] for n, r in at.items()}
+    doc["load_1m_remaps_s"] = load["seconds"]
+    doc["load_remaps"] = load["remaps"]
+    doc["goals"] = {"single_latency_p50_at_1m_over_0": 2.0, "metadata_bytes_per_remap": 8192,
+                    "group_remaps_per_s": 5000}
+    p50 = doc["single_latency_p50_us"]
+    ratio = round(p50["1000000"] / p50["0"], 2) if p50.get("0") and "1000000" in p50 else None
+    doc["single_latency_p50_at_1m_over_0"] = ratio
+    met = {
+        "single_latency_p50_at_1m_over_0": ratio is not None and ratio <= 2.0,
+        "metadata_bytes_per_remap": all(v is not None and v <= 8192 for v in doc["metadata_bytes_per_remap"].values()),
+        "group_remaps_per_s": all(v >= 5000 for v in doc["group_remaps_per_s"].values()),
+    }
+    doc["goal_met"] = met
+    w = sys.stderr.write
+    w("storm at N existing remaps:     " + "".join(f"{n:>12}" for n in at) + "\n")
+    for key, unit in (("single_latency_p50_us", "us"), ("single_latency_p99_us", "us"),
+                      ("metadata_bytes_per_remap", "B"), ("group_remaps_per_s", "/s")):
+        w(f"{key + ' (' + unit + ')':<31}" + "".join(f"{str(doc[key][n]):>12}" for n in at) + "\n")
+    w(f"load of {load['remaps']} remaps at table creation: {load['seconds']} s\n")
+    w(f"goal latency p50 at 1M <= 2x at 0: {ratio}x -> {'met' if met['single_latency_p50_at_1m_over_0'] else 'NOT met'}\n")
+    w(f"goal <= 8192 metadata bytes per single remap: {'met' if met['metadata_bytes_per_remap'] else 'NOT met'}\n")
+    w(f"goal >= 5000 group-commit remaps/s at every N: {'met' if met['group_remaps_per_s'] else 'NOT met'}\n")
+    return doc
+
+
 def scrub(raw, tmpfs_path=None):
     vm = json.loads(raw)
     res = vm["results"]
@@ -119,6 +171,8 @@ if __name__ == "__main__":
         doc = nvme(sys.argv[2])
     elif kind == "control":
         doc = control(sys.argv[2])
+    elif kind == "storm":
+        doc = storm(sys.argv[2], sys.argv[4:], sys.argv[3])
     else:
         doc = io(sys.argv[2], sys.argv[3])
     json.dump(doc, sys.stdout, indent=1)
