@@ -11,7 +11,7 @@ export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 # Scenarios of the distribution-kernel leg (make test-distro): data, metadata, fault and CLI.
 DISTRO_SCENARIOS ?= load_unload,create_basic,offset_mapping,multi_segment,remap_data,reload,remap_suspend,metadata,fault_read,fault_write,fault_ext4,ext4,fio_verify,bad_messages,rmmod_busy,control_device,events,cli
 
-.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test vm-test test test-full test-distro demo bench clean install install-dkms deb rules-test test-boot
+.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test script-test vm-test test test-full test-distro demo bench bench-check bench-baseline clean install install-dkms deb rules-test test-boot
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
@@ -20,6 +20,8 @@ help:
 	@echo "make lint                  cargo fmt --check and clippy with warnings as errors"
 	@echo "make vm-test [SCENARIO=x]  VM scenarios only (FLAVOUR=debug|release)"
 	@echo "make bench BENCH=name      benchmark (kernel io nvme control storm powercut pipeline jitter scrub) -> target/bench/name.json"
+	@echo "make bench-check           performance gate: icount-VM figures vs tests/bench/baseline.json, fails on > 2 % regression"
+	@echo "make bench-baseline        re-measure the icount-VM figures and write them as the baselines"
 	@echo "make kmod [KDIR=dir]       build dm_remap.ko (cached test kernel, or any Rust-enabled KDIR)"
 	@echo "make test-distro           VM scenarios on Debian's own 7.3.4+deb13-amd64 kernel (SCENARIO=x to pick)"
 	@echo "make test-boot             boot_activate: Debian 13 guest (systemd, udev) with the package, reboot with disks reordered"
@@ -72,6 +74,11 @@ lint: deps
 cargo-test: deps
 	@t0=$$SECONDS; $(CARGO) test --workspace --all-features; rc=$$?; echo "[$$(date +%T)] stage cargo-test: done in $$((SECONDS - t0)) s"; exit $$rc
 
+# Unit tests of the scripts (the performance gate's comparison).
+script-test:
+	@t0=$$SECONDS; python3 -m unittest discover -s tests/bench -p 'test_*.py' || exit 1; \
+	echo "[$$(date +%T)] stage script-test: done in $$((SECONDS - t0)) s"
+
 # SUITE=full adds the scenarios marked `# suite: full` (make test-full).
 SUITE ?= test
 vm-test: deps devtools
@@ -82,11 +89,11 @@ endif
 
 # lint runs first and stops the run before the cargo tests and the VM suite; test-boot last.
 test: lint
-	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test test-boot
+	@$(MAKE) --no-print-directory cargo-test script-test rules-test userspace vm-test test-boot
 
 # Every scenario, the slow ones too (remap_many, control_fuzz, fio_verify, fail_page_alloc).
 test-full: lint
-	@$(MAKE) --no-print-directory cargo-test rules-test userspace vm-test test-boot SUITE=full
+	@$(MAKE) --no-print-directory cargo-test script-test rules-test userspace vm-test test-boot SUITE=full
 
 rules-test: deps
 	@tests/prometheus/check-rules.sh
@@ -111,6 +118,13 @@ test-boot: deps deb
 bench: deps devtools
 	@test -n "$(BENCH)" || { echo "usage: make bench BENCH=kernel|io|nvme|control|storm|powercut|pipeline|jitter|scrub"; exit 2; }
 	@scripts/bench.sh $(BENCH)
+
+# The performance gate: only the icount-VM benchmarks (repeatable instruction counts).
+bench-check: deps devtools
+	@scripts/bench-check.sh
+
+bench-baseline: deps devtools
+	@scripts/bench-check.sh --update
 
 demo: deps devtools
 	@tests/vm/run.sh --flavour release --suite demo --echo
