@@ -200,3 +200,25 @@ pub fn run(a: &StormArgs, json: bool) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_sectors;
+
+    #[test]
+    fn write_sectors_is_the_seventh_stat_field() {
+        let dir = std::env::temp_dir().join(format!("dmremap-storm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stat = dir.join("stat");
+        std::fs::write(
+            &stat,
+            "     120        0     9600       31     4242        7   165888     5120        0      300     5151        0        0        0        0       12       40\n",
+        )
+        .unwrap();
+        assert_eq!(write_sectors(&stat).unwrap(), 165888);
+        std::fs::write(&stat, "1 2 3\n").unwrap();
+        assert!(write_sectors(&stat).is_err());
+        assert!(write_sectors(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
