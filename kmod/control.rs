@@ -285,6 +285,25 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
                 }
             })?;
         }
+        uapi::BENCH_ALLOC_FULL => {
+            // One free slot after the `entries` taken ones: the worst case of a bitmap scan.
+            let nslots = entries + 1;
+            let mut bits = KVVec::new();
+            bits.extend_with(storage_words(nslots), 0u64, GFP_KERNEL)?;
+            let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
+            for s in 0..entries {
+                a.mark_allocated(s).map_err(|_| EINVAL)?;
+                if s % 4096 == 0 {
+                    cond_resched();
+                }
+            }
+            time_batches(&mut samples, nsamples, batch, || {
+                if let Some(s) = a.alloc() {
+                    core::hint::black_box(a.alloc());
+                    let _ = a.free_slot(core::hint::black_box(s));
+                }
+            })?;
+        }
         uapi::BENCH_LOOKUP | uapi::BENCH_INSERT => {
             let idx = RcuIndex::new()?;
             let mut fill = Rng(7);

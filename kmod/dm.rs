@@ -48,6 +48,7 @@ mod raw {
 pub(crate) mod uapi {
     pub(crate) use super::raw::{
         dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
+        dmr_bench_op_DMR_BENCH_ALLOC_FULL as BENCH_ALLOC_FULL,
         dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT,
         dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP, dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP,
         dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
