@@ -41,6 +41,8 @@ enum dmr_bench_op {
 	DMR_BENCH_ALLOC = 1,  /* spare-slot allocation (with free, to keep the pool steady) */
 	DMR_BENCH_LOOKUP = 2, /* remap-index lookup of a random block */
 	DMR_BENCH_INSERT = 3, /* remap-index insert of a new block (and erase) */
+	DMR_BENCH_ALLOC_FULL = 4, /* spare with `entries` slots taken and one free: allocate it,
+				   * fail an allocation on the full spare, free it */
 };
 
 #define DMR_BENCH_MAX_ITERATIONS 10000000ULL

@@ -13,7 +13,7 @@ use kernel::time::{Instant, Monotonic};
 use kernel::transmute::AsBytes;
 use kernel::uaccess::UserSlice;
 
-use crate::alloc::{words_for, SlotAllocator};
+use crate::alloc::{storage_words, SlotAllocator};
 use crate::dm::{
     capable_sys_admin, cond_resched, event_published, event_wait, kiocb_nonblock, uapi, PollDevice,
     RcuIndex,
@@ -271,7 +271,7 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
         uapi::BENCH_ALLOC => {
             let nslots = entries + 1024;
             let mut bits = KVVec::new();
-            bits.extend_with(words_for(nslots), 0u64, GFP_KERNEL)?;
+            bits.extend_with(storage_words(nslots), 0u64, GFP_KERNEL)?;
             let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
             for s in 0..entries {
                 a.mark_allocated(s).map_err(|_| EINVAL)?;
@@ -281,6 +281,25 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
             }
             time_batches(&mut samples, nsamples, batch, || {
                 if let Some(s) = a.alloc() {
+                    let _ = a.free_slot(core::hint::black_box(s));
+                }
+            })?;
+        }
+        uapi::BENCH_ALLOC_FULL => {
+            // One free slot after the `entries` taken ones: the worst case of a bitmap scan.
+            let nslots = entries + 1;
+            let mut bits = KVVec::new();
+            bits.extend_with(storage_words(nslots), 0u64, GFP_KERNEL)?;
+            let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
+            for s in 0..entries {
+                a.mark_allocated(s).map_err(|_| EINVAL)?;
+                if s % 4096 == 0 {
+                    cond_resched();
+                }
+            }
+            time_batches(&mut samples, nsamples, batch, || {
+                if let Some(s) = a.alloc() {
+                    core::hint::black_box(a.alloc());
                     let _ = a.free_slot(core::hint::black_box(s));
                 }
             })?;

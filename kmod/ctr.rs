@@ -12,7 +12,7 @@ use kernel::prelude::*;
 
 use super::gate::Gate;
 use super::{Meta, RemapTarget, Stats, MOVE_MAX};
-use crate::alloc::{words_for, SlotAllocator};
+use crate::alloc::{storage_words, SlotAllocator};
 use crate::dm::{
     self, Args, BioList, CtrContext, CtrError, DevClaims, DevUse, DmDev, RcuIndex, Sector,
 };
@@ -236,7 +236,7 @@ impl RemapTarget {
         };
 
         let bits: KVVec<u64> = vec_of(
-            words_for(geometry.data_slots),
+            storage_words(geometry.data_slots),
             0u64,
             c"Cannot allocate the spare slot bitmap",
         )?;

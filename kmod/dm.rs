@@ -48,6 +48,7 @@ mod raw {
 pub(crate) mod uapi {
     pub(crate) use super::raw::{
         dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
+        dmr_bench_op_DMR_BENCH_ALLOC_FULL as BENCH_ALLOC_FULL,
         dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT,
         dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP, dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP,
         dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
@@ -599,7 +600,7 @@ pub(crate) struct BioData {
     pub(crate) flags: u32,
     /// Block-layer status of the failure that made the target take the bio over.
     pub(crate) error: BlkStatus,
-    /// Where the bio's data is, saved by [`Bio::save_data`] (no data until then).
+    /// Where the bio's data is, saved by [`MapBio::save_data`] (no data until then).
     saved: raw::dmr_iter,
 }
 
@@ -699,22 +700,26 @@ impl Bio {
         self.0.get()
     }
 
+    // The iterator fields are read and written here rather than through C helpers: these run
+    // several times for every bio on the fast path, and a call costs more than the access.
+
     /// First sector of the bio.
     pub(crate) fn sector(&self) -> Sector {
-        // SAFETY: the bio is valid (type invariant).
-        unsafe { raw::dmr_bio_sector(self.as_raw()) }
+        // SAFETY: the bio is valid (type invariant); nobody else changes its iterator while the
+        // target holds it.
+        unsafe { (*self.as_raw()).bi_iter.bi_sector }
     }
 
     /// Set the first sector.
     pub(crate) fn set_sector(&mut self, sector: Sector) {
-        // SAFETY: the bio is valid and owned by the target while mapping.
-        unsafe { raw::dmr_bio_set_sector(self.as_raw(), sector) }
+        // SAFETY: the bio is valid and owned by the target while mapping (`&mut self`).
+        unsafe { (*self.as_raw()).bi_iter.bi_sector = sector }
     }
 
-    /// Size of the bio in sectors.
+    /// Size of the bio in sectors (`bio_sectors`).
     pub(crate) fn sectors(&self) -> u32 {
-        // SAFETY: the bio is valid.
-        unsafe { raw::dmr_bio_sectors(self.as_raw()) }
+        // SAFETY: as in `sector`.
+        unsafe { (*self.as_raw()).bi_iter.bi_size >> raw::SECTOR_SHIFT }
     }
 
     /// The target's per-bio data.
@@ -727,24 +732,13 @@ impl Bio {
         unsafe { &mut *raw::dm_per_bio_data(self.as_raw(), size_of::<BioData>()).cast::<BioData>() }
     }
 
-    /// Set the per-bio tag and remember where the bio's data is, so that [`Bio::copy_out`] and
-    /// [`Bio::copy_in`] still reach it after the bio completed (completion consumes the bio's
-    /// iterator). Call it once the bio has its final size (after [`Bio::accept_partial`]).
-    pub(crate) fn save_data(&mut self, tag: u64) {
-        let raw = self.as_raw();
-        let d = self.data();
-        d.tag = tag;
-        // SAFETY: the bio is valid; `d.saved` is the bio's own per-bio data.
-        unsafe { raw::dmr_bio_save_iter(raw, &mut d.saved) }
-    }
-
-    /// Copy `buf.len()` bytes of the bio's data (as saved by [`Bio::save_data`]) from byte
+    /// Copy `buf.len()` bytes of the bio's data (as saved by [`MapBio::save_data`]) from byte
     /// `off` on into `buf`.
     pub(crate) fn copy_out(&mut self, off: u32, buf: &mut [u8]) -> Result {
         self.copy(off, buf.as_mut_ptr(), buf.len(), false)
     }
 
-    /// Copy `buf` into the bio's data (as saved by [`Bio::save_data`]) from byte `off` on.
+    /// Copy `buf` into the bio's data (as saved by [`MapBio::save_data`]) from byte `off` on.
     pub(crate) fn copy_in(&mut self, off: u32, buf: &[u8]) -> Result {
         self.copy(off, buf.as_ptr().cast_mut(), buf.len(), true)
     }
@@ -818,9 +812,31 @@ impl Bio {
 pub(crate) struct MapBio<'a> {
     bio: &'a mut Bio,
     ti: *mut raw::dm_target,
+    /// The bio's per-bio data, initialised by `map_cb` (what [`Bio::data`] returns, without the
+    /// call to find it again).
+    data: *mut BioData,
 }
 
 impl MapBio<'_> {
+    /// Set the per-bio tag and remember where the bio's data is, so that [`Bio::copy_out`] and
+    /// [`Bio::copy_in`] still reach it after the bio completed (completion consumes the bio's
+    /// iterator). Call it once the bio has its final size (after [`MapBio::accept_partial`]).
+    pub(crate) fn save_data(&mut self, tag: u64) {
+        // SAFETY: as in `Bio::sector`.
+        let it = unsafe { (*self.bio.as_raw()).bi_iter };
+        // SAFETY: `data` is this bio's initialised per-bio data (see `Bio::data`); `&mut self`
+        // keeps any other reference to it (through `Bio::data`) from living meanwhile.
+        let d = unsafe { &mut *self.data };
+        d.tag = tag;
+        d.saved = raw::dmr_iter {
+            sector: it.bi_sector,
+            size: it.bi_size,
+            idx: it.bi_idx,
+            done: it.bi_offset,
+            pad: 0,
+        };
+    }
+
     /// Keep only the first `sectors` sectors of this bio (`0 < sectors`); device-mapper maps the
     /// rest as a new bio. A bio that cannot be split (a flush, an atomic write, a duplicated
     /// discard, a zoned device) or a `sectors` beyond its end is refused with `EINVAL`.
@@ -1176,11 +1192,14 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut raw::dm_target, bio: *mut raw::b
         )
     };
     let sector = bio.sector();
-    // SAFETY: `ctr_cb` reserved room for a `BioData` in every bio of the target; this writes it
-    // without reading the previous contents.
+    // SAFETY: `ctr_cb` reserved room for a `BioData` in every bio of the target.
+    let data =
+        unsafe { raw::dm_per_bio_data(bio.as_raw(), size_of::<BioData>()) }.cast::<BioData>();
+    // SAFETY: `data` is the bio's per-bio data, 8-byte aligned; this writes it without reading
+    // the previous contents.
     unsafe {
         ptr::write(
-            raw::dm_per_bio_data(bio.as_raw(), size_of::<BioData>()).cast::<BioData>(),
+            data,
             BioData {
                 tag: 0,
                 sector,
@@ -1196,7 +1215,7 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut raw::dm_target, bio: *mut raw::b
             },
         )
     };
-    let mut mb = MapBio { bio, ti };
+    let mut mb = MapBio { bio, ti, data };
     (match t.map(tref, &mut mb) {
         MapResult::Remapped => raw::DM_MAPIO_REMAPPED,
         MapResult::Submitted => raw::DM_MAPIO_SUBMITTED,

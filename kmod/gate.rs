@@ -147,9 +147,7 @@ impl Gate {
         let (f, l) = self.span(first, last);
         let e = self.epoch.load(SeqCst) & 1;
         if let Some(slot) = self.slot(e) {
-            for c in slot.enters.get(f..=l).unwrap_or(&[]) {
-                c.fetch_add(1, SeqCst);
-            }
+            count(&slot.enters, f, l);
         }
         pack_tag(e, f, l)
     }
@@ -161,9 +159,7 @@ impl Gate {
         }
         let (e, f, l) = unpack_tag(tag);
         if let Some(slot) = self.slot(e) {
-            for c in slot.leaves.get(f..=l).unwrap_or(&[]) {
-                c.fetch_add(1, SeqCst);
-            }
+            count(&slot.leaves, f, l);
         }
     }
 
@@ -207,6 +203,22 @@ impl Gate {
     }
 }
 
+/// Count one bio in counters `f` and `l` (the same one, or two neighbours: a bio counts in at
+/// most [`SPAN_MAX`] = 2 counters, see [`Gate::span`]).
+fn count(c: &[AtomicU64; COUNTERS], f: usize, l: usize) {
+    if let Some(x) = c.get(f) {
+        x.fetch_add(1, SeqCst);
+    }
+    if l != f {
+        if let Some(x) = c.get(l) {
+            x.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+// `count` handles the first and the last counter only.
+const _: () = assert!(SPAN_MAX == 2);
+
 /// Sum over `slots` of counters `f..=l` and [`WIDE`]: their leaves when `leaves`, else their
 /// enters.
 fn sum(slots: &[CounterSlot], f: usize, l: usize, leaves: bool) -> u64 {
@@ -231,7 +243,7 @@ pub(super) fn unpack_move(v: u64) -> (u64, u64) {
 impl RemapTarget {
     /// Count a bio of `sectors` sectors at target sector `rel` in the gate; returns its tag.
     pub(super) fn enter_gate(&self, rel: u64, sectors: u32) -> u64 {
-        let last = rel + u64::from(sectors.max(1)) - 1;
+        let last = rel.saturating_add(u64::from(sectors.saturating_sub(1)));
         self.gate.enter(rel >> self.shift, last >> self.shift)
     }
 

@@ -24,21 +24,6 @@ void dmr_bio_set_dev(struct bio *bio, struct dm_dev *dev)
 	bio_set_dev(bio, dev->bdev);
 }
 
-sector_t dmr_bio_sector(const struct bio *bio)
-{
-	return bio->bi_iter.bi_sector;
-}
-
-void dmr_bio_set_sector(struct bio *bio, sector_t sector)
-{
-	bio->bi_iter.bi_sector = sector;
-}
-
-unsigned int dmr_bio_sectors(const struct bio *bio)
-{
-	return bio_sectors(bio);
-}
-
 unsigned int dmr_bio_op(const struct bio *bio)
 {
 	return (unsigned int)bio_op(bio);
@@ -157,17 +142,8 @@ void dmr_random_bytes(void *buf, unsigned int len)
 	get_random_bytes(buf, len);
 }
 
-/* Remember where the bio's data is, to read or write it again after the bio completed. */
-void dmr_bio_save_iter(const struct bio *bio, struct dmr_iter *saved)
-{
-	saved->sector = bio->bi_iter.bi_sector;
-	saved->size = bio->bi_iter.bi_size;
-	saved->idx = bio->bi_iter.bi_idx;
-	saved->done = bio->bi_iter.bi_offset;
-}
-
 /*
- * Copy `len` bytes between the bio's data (as saved by dmr_bio_save_iter), starting `off` bytes
+ * Copy `len` bytes between the bio's data (as saved by Bio::save_data in dm.rs), starting `off` bytes
  * in, and `buf`. Returns -EINVAL if the range is outside the saved data.
  */
 int dmr_bio_copy(struct bio *bio, const struct dmr_iter *saved, unsigned int off, void *buf,

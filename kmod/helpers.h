@@ -16,9 +16,6 @@ struct queue_limits;
 struct xarray;
 
 void dmr_bio_set_dev(struct bio *bio, struct dm_dev *dev);
-sector_t dmr_bio_sector(const struct bio *bio);
-void dmr_bio_set_sector(struct bio *bio, sector_t sector);
-unsigned int dmr_bio_sectors(const struct bio *bio);
 unsigned int dmr_bio_op(const struct bio *bio);
 bool dmr_bio_is_write(const struct bio *bio);
 bool dmr_bio_is_empty_flush(const struct bio *bio);
@@ -43,7 +40,6 @@ struct dmr_iter {
 	u32 done;
 	u32 pad;
 };
-void dmr_bio_save_iter(const struct bio *bio, struct dmr_iter *saved);
 int dmr_bio_copy(struct bio *bio, const struct dmr_iter *saved, unsigned int off, void *buf,
 		 unsigned int len, bool to_bio);
 void dmr_bio_end(struct bio *bio, u8 status);

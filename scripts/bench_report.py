@@ -48,8 +48,10 @@ def io(raw_nullb, raw_nvme):
         results.append(entry)
         ratio[c["case"]] = entry["ratio_mean"]
     return {"bench": "io", "unit": "IOPS",
-            "method": "fio 4K libaio qd16, dm-linear and dm-remap over the same device, runs interleaved with alternating order, release kernel; "
-                      "null_blk cases in an icount VM (1 vCPU, guest time = instructions: ratios measure the target's CPU cost), "
+            "method": "fio 4K libaio qd16 over the first GiB, dm-linear and dm-remap over the same device, runs interleaved with alternating order, release kernel; "
+                      "null_blk cases in an icount VM (1 vCPU, guest time = instructions: ratios measure the target's CPU cost; "
+                      "slab_min_order=3, see tests/scenarios/bench_io_nullb.sh); 100K remaps spread over the I/O range, "
+                      "1M remaps (null_blk) in one run after it; "
                       "NVMe cases under MTTCG with 2 vCPUs (end to end; with remaps, remapped reads go to the virtio spare)",
             "goal_ratio": 0.97, "results": results, "ratio": ratio}
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use dmremap_core::alloc::{words_for, SlotAllocator};
+use dmremap_core::alloc::{storage_words, SlotAllocator};
 use dmremap_core::remap::{plan, Entry, Lookup};
 
 struct Index(BTreeMap<u64, Entry>);
@@ -26,7 +26,7 @@ fn engine(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     for &n in &[0u64, 1_000, 100_000, 1_000_000] {
         let nslots = n + 1024;
-        let mut a = SlotAllocator::new(vec![0u64; words_for(nslots)], nslots).unwrap();
+        let mut a = SlotAllocator::new(vec![0u64; storage_words(nslots)], nslots).unwrap();
         for s in 0..n {
             a.mark_allocated(s).unwrap();
         }
@@ -49,6 +49,25 @@ fn engine(c: &mut Criterion) {
             b.iter(|| {
                 let blk = xorshift(&mut q) % space;
                 black_box(plan(&idx, blk << 3, 8, 3))
+            })
+        });
+    }
+    // A spare with every slot taken but one, and a full one: a failed allocation must not cost
+    // a scan of the whole bitmap.
+    for &n in &[1_000_000u64, 64_000_000] {
+        let mut a = SlotAllocator::new(vec![0u64; storage_words(n)], n).unwrap();
+        for s in 0..n {
+            a.mark_allocated(s).unwrap();
+        }
+        g.bench_with_input(BenchmarkId::new("alloc_fail_full", n), &n, |b, _| {
+            b.iter(|| black_box(a.alloc()))
+        });
+        a.free_slot(n / 2 + 1).unwrap();
+        g.bench_with_input(BenchmarkId::new("alloc_free_near_full", n), &n, |b, _| {
+            b.iter(|| {
+                let s = a.alloc().unwrap();
+                black_box(a.alloc());
+                a.free_slot(black_box(s)).unwrap();
             })
         });
     }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dmremap_core::alloc::{words_for, AllocError, SlotAllocator};
+use dmremap_core::alloc::{storage_words, AllocError, SlotAllocator};
 use dmremap_core::remap::{plan, Dest, Entry, Lookup};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let nslots = u64::from(n);
-    let mut a = SlotAllocator::new(vec![0u64; words_for(nslots)], nslots).unwrap();
+    let mut a = SlotAllocator::new(vec![0u64; storage_words(nslots)], nslots).unwrap();
     let mut used = BTreeSet::new();
     let mut index: BTreeMap<u64, Entry> = BTreeMap::new();
     for chunk in ops.chunks(3) {

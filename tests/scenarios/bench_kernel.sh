@@ -1,4 +1,4 @@
-# In-kernel microbenchmarks (alloc, lookup, insert, noop) at 0, 1K, 100K and 1M remaps.
+# In-kernel microbenchmarks (alloc, alloc_full, lookup, insert, noop) at 0, 1K, 100K and 1M remaps.
 # suite: bench
 # timeout: 1800
 . /scenarios/lib.sh

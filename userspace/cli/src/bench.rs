@@ -16,7 +16,7 @@ pub enum BenchCmd {
     /// In-kernel microbenchmark: spare allocation and remap-index operations, timed in the kernel.
     Kernel {
         /// Operations to measure.
-        #[arg(long, value_delimiter = ',', default_values = ["noop", "alloc", "lookup", "insert"])]
+        #[arg(long, value_delimiter = ',', default_values = ["noop", "alloc", "alloc-full", "lookup", "insert"])]
         ops: Vec<Op>,
         /// Index sizes (remaps present) to measure at.
         #[arg(long, value_delimiter = ',', default_values = ["0", "1000", "100000", "1000000"])]
@@ -65,6 +65,7 @@ pub enum BenchCmd {
 pub enum Op {
     Noop,
     Alloc,
+    AllocFull,
     Lookup,
     Insert,
 }
@@ -74,6 +75,7 @@ impl From<Op> for BenchOp {
         match o {
             Op::Noop => BenchOp::Noop,
             Op::Alloc => BenchOp::Alloc,
+            Op::AllocFull => BenchOp::AllocFull,
             Op::Lookup => BenchOp::Lookup,
             Op::Insert => BenchOp::Insert,
         }

@@ -58,6 +58,8 @@ pub enum BenchOp {
     Noop,
     /// Spare-slot allocation (alloc + free).
     Alloc,
+    /// Spare-slot allocation on a spare with one free slot: alloc, a failed alloc, free.
+    AllocFull,
     /// Remap-index lookup.
     Lookup,
     /// Remap-index insert (insert + erase).
@@ -69,6 +71,7 @@ impl BenchOp {
         match self {
             BenchOp::Noop => uapi::dmr_bench_op_DMR_BENCH_NOOP,
             BenchOp::Alloc => uapi::dmr_bench_op_DMR_BENCH_ALLOC,
+            BenchOp::AllocFull => uapi::dmr_bench_op_DMR_BENCH_ALLOC_FULL,
             BenchOp::Lookup => uapi::dmr_bench_op_DMR_BENCH_LOOKUP,
             BenchOp::Insert => uapi::dmr_bench_op_DMR_BENCH_INSERT,
         }
@@ -79,6 +82,7 @@ impl BenchOp {
         match self {
             BenchOp::Noop => "noop",
             BenchOp::Alloc => "alloc",
+            BenchOp::AllocFull => "alloc_full",
             BenchOp::Lookup => "lookup",
             BenchOp::Insert => "insert",
         }
