@@ -91,13 +91,28 @@ impl RemapTarget {
         let _noio = NoIo::begin();
         let mut m = self.ctl.lock();
         // Another table of this device (the one this table replaces) may have committed since
-        // this one was loaded: load again if the spare changed.
-        let disk_seq = {
-            let Meta { mdbuf, .. } = &mut *m;
-            metadata::newest_seq(&mut SpareIo(&self.spare), self.spare.sectors(), mdbuf)
-                .map_err(|_| EIO)?
+        // this one was loaded: load again if the spare changed (a checkpoint changes a
+        // superblock, a journal commit follows the journal this table loaded).
+        let changed = {
+            let Meta {
+                mdbuf,
+                set,
+                journal,
+                disk_seq,
+                ..
+            } = &mut *m;
+            let mut dev = SpareIo(&self.spare);
+            let sb_seq = metadata::probe(&mut dev, self.spare.sectors(), mdbuf)
+                .map(|p| p.max_seq)
+                .map_err(|_| EIO)?;
+            sb_seq != *disk_seq
+                || match journal {
+                    Some(j) => metadata::journal_continues(&mut dev, set, j, mdbuf)
+                        .map_err(|_| EIO)?,
+                    None => false,
+                }
         };
-        if disk_seq != m.disk_seq {
+        if changed {
             self.load(&mut m, false).map_err(|e| {
                 pr_err!(
                     "{}: metadata changed on the spare and cannot be loaded again\n",
@@ -200,7 +215,7 @@ impl RemapTarget {
                 m.next_seq = l.next_seq;
                 m.target = l.commit_target();
                 m.journal = (l.journal.end != JournalEnd::None).then_some(l.journal.journal);
-                m.disk_seq = l.next_seq - 1;
+                m.disk_seq = l.max_sb_seq;
                 m.repair = l.other_bad();
                 // A version 1 spare, or a new device name: written before the table goes live.
                 if l.sb.version < metadata::VERSION {
@@ -331,11 +346,15 @@ impl RemapTarget {
         m.next_seq = seq + 1;
         let res = match self.journal_room(m) {
             Some(j) => self.write_journal(m, j, seq),
-            None => self.write_copy(m, copy, seq),
+            None => {
+                // A superblock with this sequence number may reach the disk even if the write
+                // fails.
+                m.disk_seq = seq;
+                self.write_copy(m, copy, seq)
+            }
         };
         match res {
             Ok(()) => {
-                m.disk_seq = seq;
                 self.seq.store(seq, SeqCst);
                 self.meta_failed.store(false, Relaxed);
                 self.stats.commits.fetch_add(1, Relaxed);
@@ -346,7 +365,6 @@ impl RemapTarget {
                 // previous commit. The next commit, or the repair it schedules, writes the same
                 // copy again; a failed journal commit may have reached the disk too, so the
                 // journal is not used again before a checkpoint succeeds.
-                m.disk_seq = seq;
                 m.repair = true;
                 m.journal = None;
                 self.meta_failed.store(true, Relaxed);

@@ -79,8 +79,9 @@ struct Meta {
     /// next commit must be a checkpoint (after formatting, a version 1 or 2 spare, or a failed
     /// commit).
     journal: Option<Journal>,
-    /// Newest sealed sequence number on the spare when it was last read or written: another
-    /// table's commit changes it (checked before this table goes live).
+    /// Newest sealed superblock sequence number on the spare when it was last read or written:
+    /// another table's checkpoint changes it (checked before this table goes live, with the
+    /// block after this table's journal for its journal commits).
     disk_seq: u64,
     /// The copy the next commit writes must be rewritten even without a change: it was found
     /// damaged at load, or a commit to it failed.

@@ -253,12 +253,12 @@ enum Step {
 /// Check the commit at the head of `j` (all its blocks), without delivering anything.
 fn check_commit<D: SpareRead + ?Sized>(
     dev: &mut D,
-    sb: &Superblock,
+    set: &SetInfo,
     j: &Journal,
     blk: &mut [u8],
 ) -> Result<Step, LoadError> {
-    let main_blocks = sb.set.main_blocks();
-    let data_slots = sb.set.geometry.data_slots;
+    let main_blocks = set.main_blocks();
+    let data_slots = set.geometry.data_slots;
     let mut acc = 0u32;
     let mut blocks = 1u32;
     let mut seq = 0u64;
@@ -266,7 +266,7 @@ fn check_commit<D: SpareRead + ?Sized>(
     let mut i = 0u32;
     while i < blocks {
         let index = j.head.saturating_add(i);
-        let sector = j.sector(&sb.set, index);
+        let sector = j.sector(set, index);
         read_block(dev, sector, blk).map_err(|_| LoadError::JournalIo { sector })?;
         let invalid = |field| Ok(Step::End(JournalEnd::Invalid { index, field }));
         // The journal ends cleanly at a block never written, or at a whole block of another
@@ -291,7 +291,7 @@ fn check_commit<D: SpareRead + ?Sized>(
                 invalid(Field::BaseSeq)
             };
         }
-        if get_array::<UUID_LEN>(blk, L::JB_UUID) != sb.set.uuid {
+        if get_array::<UUID_LEN>(blk, L::JB_UUID) != set.uuid {
             return invalid(Field::Uuid);
         }
         if get_u64(blk, L::JB_PREV_SEQ) != j.last_seq {
@@ -437,7 +437,7 @@ where
                 entries,
             });
         }
-        match check_commit(dev, sb, &j, blk)? {
+        match check_commit(dev, &sb.set, &j, blk)? {
             Step::End(end) => {
                 return Ok(Replayed {
                     journal: j,
@@ -453,4 +453,22 @@ where
             }
         }
     }
+}
+
+/// Whether a valid commit follows the journal `j` of the set `set` on the spare: another table
+/// of the device appended to the journal since `j` was read. `buf` is one metadata block of
+/// scratch space. (A checkpoint changes a superblock: see [`super::Probe::max_seq`].)
+pub fn journal_continues<D: SpareRead + ?Sized>(
+    dev: &mut D,
+    set: &SetInfo,
+    j: &Journal,
+    buf: &mut [u8],
+) -> Result<bool, LoadError> {
+    let blk = buf
+        .get_mut(..MD_BLOCK_SIZE)
+        .ok_or(LoadError::BufferTooSmall)?;
+    if j.free() == 0 {
+        return Ok(false);
+    }
+    Ok(matches!(check_commit(dev, set, j, blk)?, Step::Commit(..)))
 }

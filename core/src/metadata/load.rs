@@ -287,6 +287,9 @@ pub struct Loaded {
     pub next_seq: u64,
     /// The winner's journal as replayed: where the next journal commit goes, and why it ends.
     pub journal: Replayed,
+    /// Highest sequence number of an intact superblock ([`Probe::max_seq`]): a checkpoint
+    /// changes it, a journal commit does not (see [`super::journal_continues`]).
+    pub max_sb_seq: u64,
 }
 
 impl Loaded {
@@ -391,31 +394,6 @@ where
         other,
         next_seq,
         journal,
+        max_sb_seq: p.max_seq,
     })
-}
-
-/// The newest sequence number on a spare without loading it: the highest of every intact
-/// superblock's and of the last valid journal commit behind the copy whose valid superblock has
-/// the highest sequence number. Equals `next_seq - 1` of a [`load`] of the same, undamaged
-/// spare; it changes with every commit, so it tells whether another table committed.
-pub fn newest_seq<D: SpareRead + ?Sized>(
-    dev: &mut D,
-    spare_sectors: u64,
-    buf: &mut [u8],
-) -> Result<u64, LoadError> {
-    let p = probe(dev, spare_sectors, buf)?;
-    let newest = match (p.a, p.b) {
-        (Ok(a), Ok(b)) if b.seq > a.seq => Some(b),
-        (Ok(a), _) => Some(a),
-        (Err(_), Ok(b)) => Some(b),
-        (Err(_), Err(_)) => None,
-    };
-    let mut seq = p.max_seq;
-    if let Some(sb) = newest {
-        let r = replay_journal::<D, fn(u64, Option<Entry>) -> Result<(), SinkError>>(
-            dev, &sb, buf, None,
-        )?;
-        seq = seq.max(r.journal.last_seq);
-    }
-    Ok(seq)
 }

@@ -1693,17 +1693,29 @@ fn journal_replays_in_order_on_the_newest_copy() {
     assert_eq!(l.journal.journal.commits, 3);
     assert_eq!(l.journal.entries, 1 + 3 + 600);
     assert_eq!(l.journal.journal.used(), 1 + 1 + 3);
+    assert_eq!(l.max_sb_seq, 3);
     let mut buf = vec![0u8; MD_BLOCK_SIZE];
-    let sectors = ji.img.len() as u64 / SECTOR_SIZE;
-    assert_eq!(
-        newest_seq(&mut Image(&ji.img[..]), sectors, &mut buf),
-        Ok(6)
+    let cont = |img: &[u8], j: &Journal, buf: &mut [u8]| {
+        journal_continues(&mut Image(img), &ji.set, j, buf).unwrap()
+    };
+    assert!(!cont(&ji.img, &l.journal.journal, &mut buf));
+    let j2 = Journal {
+        head: ji.journal.head - 3,
+        last_seq: 5,
+        commits: 2,
+        ..ji.journal
+    };
+    assert!(
+        cont(&ji.img, &j2, &mut buf),
+        "the third commit follows the second"
     );
     // The next commit continues the chain where replay ended.
     let mut img = ji.img.clone();
     let mut j = l.journal.journal;
     let c4: Vec<Change> = vec![(500, None)];
     jcommit(&mut img, &ji.set, &mut j, l.next_seq, &c4);
+    assert!(cont(&img, &l.journal.journal, &mut buf));
+    assert!(!cont(&img, &j, &mut buf));
     let (l2, got2, _) = load_img(&img, &Expect::default()).unwrap();
     let mut all: Vec<&[Change]> = ji.commits.iter().map(|c| &c[..]).collect();
     all.push(&c4);
