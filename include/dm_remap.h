@@ -187,10 +187,31 @@ struct dmr_events_seek {
  * which  data_start + data_slots * block_sectors + meta_sectors <= E. The metadata copies and the
  * data area never overlap. Both superblocks can be found from the spare's size alone.
  *
- * A copy ("commit") is its superblock plus the first ceil(nr_records / 252) record blocks; the
- * rest of the record area is ignored. Records are sorted by main block number, strictly
- * increasing, across the blocks of a copy. A commit writes a whole copy with seq = N + 1 over
- * the copy NOT holding the newest valid seq N (ping-pong), so the other copy stays intact.
+ * A copy ("checkpoint") is its superblock plus the first ceil(nr_records / 252) record blocks.
+ * Records are sorted by main block number, strictly increasing, across the blocks of a copy. A
+ * checkpoint writes a whole copy with seq = N + 1 over the copy NOT holding the newest valid
+ * seq N (ping-pong), so the other copy stays intact.
+ *
+ * Journal (version 3): the rest of the newest copy's record area (record blocks
+ * ceil(nr_records / 252) .. R-1, at the same sectors as record blocks) holds the commits made
+ * since that copy was written. A commit of k changes is ceil(k / 252) journal blocks (struct
+ * dmr_md_journal_block) written at the journal's head with one write with PREFLUSH and FUA; its
+ * seq is above every seq before it. Loading replays, on top of the winning copy (version 3 only),
+ * the commits found from its first unused record block on, in order, as long as each is valid:
+ * all its blocks have the right magic and crc, base_seq = the copy's seq, prev_seq = the previous
+ * commit's seq (the copy's seq for the first), seq > prev_seq and equal in all its blocks, index
+ * 0..blocks-1, the same blocks and commit_crc, count 252 except in the last block (1..252), zero
+ * unused entries, every entry with a known state, a block below the main device's block count and
+ * a slot inside the data area; and commit_crc = crc32c over the entry areas (bytes 0x040..0x1000)
+ * of its blocks in order. The first commit that is not valid (a torn commit, never acknowledged)
+ * ends the journal; an all-zero block, or an intact block that is not a journal block of this copy
+ * (base_seq differs), ends it cleanly. Entries are applied in order: the block's record becomes
+ * the entry's (remapped or pending), or is removed (DMR_MD_STATE_REMOVED). A slot freed by a
+ * removal may be used again only by a later commit. The journal never wraps: when it is full (the
+ * kernel checkpoints once it is half of max(256, 2 * the copy's record blocks) or when a commit
+ * does not fit), a checkpoint writes the whole index as the other copy with a new seq, and the
+ * journal restarts behind that copy. The next commit uses a seq above every superblock's whose
+ * magic and crc are intact and every replayed journal commit's.
  *
  * A copy is valid when: its superblock is valid (every field below checked, crc over the whole
  * block), and each of its record blocks has the right magic, crc, the superblock's seq and uuid,
@@ -207,10 +228,11 @@ struct dmr_events_seek {
  * crc fields: CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, initial value and final
  * xor 0xFFFFFFFF) of the whole 4096-byte block with the crc field itself taken as zero.
  */
-#define DMR_MD_VERSION            2   /* written; versions 1 and 2 are read */
+#define DMR_MD_VERSION            3   /* written; versions 1 to 3 are read (3: journal) */
 #define DMR_MD_VERSION_MIN        1
 #define DMR_MD_SB_MAGIC           0x4D524D44U /* bytes "DMRM" on disk */
 #define DMR_MD_RB_MAGIC           0x52524D44U /* bytes "DMRR" on disk */
+#define DMR_MD_JB_MAGIC           0x4A524D44U /* bytes "DMRJ" on disk */
 #define DMR_MD_BLOCK_SIZE         4096
 #define DMR_MD_COPY_A             0x41U       /* 'A' */
 #define DMR_MD_COPY_B             0x42U       /* 'B' */
@@ -224,9 +246,10 @@ struct dmr_events_seek {
 #define DMR_MD_STATE_SHIFT        56
 #define DMR_MD_STATE_REMAPPED     1ULL        /* block lives in spare slot (bits 55..0) */
 #define DMR_MD_STATE_PENDING      2ULL        /* unreadable block without a slot; bits 55..0 = 0 */
+#define DMR_MD_STATE_REMOVED      3ULL        /* journal only: the block's record is removed; bits 55..0 = 0 */
 #define DMR_MD_SLOT_MASK          ((1ULL << DMR_MD_STATE_SHIFT) - 1)
 
-/* Feature bits: none are defined in versions 1 and 2. Unknown incompat bits make a copy invalid;
+/* Feature bits: none are defined in versions 1 to 3. Unknown incompat bits make a copy invalid;
  * unknown compat bits are ignored. */
 #define DMR_MD_FEATURES_INCOMPAT_SUPPORTED 0U
 
@@ -241,7 +264,10 @@ struct dmr_events_seek {
  * serial as sysfs shows it), and records the device-mapper name (name at 0x0e0 + 256) for
  * activation, with the target's place in it (target_begin, target_len). Version 1 named the main device by its kernel name (main_id_v1 at 0x040; 0x0e0 on
  * zero). A version 1 spare is checked against the main device's kernel name and rewritten as
- * version 2 before the table goes live. main_sectors and main_offset are checked in both.
+ * version 3 before the table goes live. main_sectors and main_offset are checked in both.
+ * Version 3 (written now) has version 2's superblock; it says that a journal may follow the copy.
+ * A version 2 spare is loaded without a journal and rewritten as version 3 (a checkpoint) before
+ * the table goes live.
  */
 struct dmr_md_superblock {
 	__le32 magic;             /* 0x000 DMR_MD_SB_MAGIC */
@@ -301,6 +327,24 @@ struct dmr_md_record_block {
 	__le32 reserved0;         /* 0x02c zero */
 	__le64 reserved[2];       /* 0x030 zero */
 	struct dmr_md_record records[252]; /* 0x040 entries past count are zero */
+};                                /* 0x1000 */
+
+/*
+ * Journal block (version 3): 4096 bytes at a record block's place behind the newest copy's
+ * records. Entries are records (block, state_slot), with DMR_MD_STATE_REMOVED allowed.
+ */
+struct dmr_md_journal_block {
+	__le32 magic;             /* 0x000 DMR_MD_JB_MAGIC */
+	__le32 crc;               /* 0x004 crc32c of the block with this field zero */
+	__le64 seq;               /* 0x008 seq of the commit (same in all its blocks) */
+	__u8   uuid[16];          /* 0x010 uuid of the set */
+	__le64 base_seq;          /* 0x020 seq of the copy this journal follows */
+	__le64 prev_seq;          /* 0x028 seq of the previous commit of the journal, or base_seq */
+	__le32 index;             /* 0x030 position of the block in its commit, 0..blocks-1 */
+	__le32 blocks;            /* 0x034 blocks of the commit, >= 1 */
+	__le32 count;             /* 0x038 entries used: 252 except in the last block (1..252) */
+	__le32 commit_crc;        /* 0x03c crc32c over bytes 0x040..0x1000 of the commit's blocks */
+	struct dmr_md_record entries[252]; /* 0x040 entries past count are zero */
 };                                /* 0x1000 */
 
 #endif /* _UAPI_LINUX_DM_REMAP_H */

@@ -3,9 +3,13 @@
 //! Loading and committing the remap index, and undoing a move whose commit failed.
 //!
 //! The index lives on the spare as two checksummed, sequence-numbered copies (the shared
-//! [`metadata`] codec). Every change of the index is committed, by writing the whole index to the
-//! older copy and its superblock with a preflush and FUA, before any bio sees the change and
-//! before the operation is acknowledged; a batch of remaps shares one commit.
+//! [`metadata`] codec) and a journal behind the newer one. Every change of the index is
+//! committed before any bio sees the change and before the operation is acknowledged; a batch
+//! of remaps shares one commit. A commit appends the changed entries to the journal with one
+//! write with a preflush and FUA; a checkpoint writes the whole index to the older copy and its
+//! superblock with a preflush and FUA, and restarts the journal behind it. Checkpoints are
+//! written when the journal cannot take a commit, by the worker once the journal is half full,
+//! and after a failed commit.
 
 use core::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 use kernel::prelude::*;
@@ -15,8 +19,20 @@ use super::ctr::{load_err, vec_of};
 use super::{Meta, RemapTarget};
 use crate::alloc::words_for;
 use crate::dm::{uapi, CtrError, DmDev, NoIo, RcuIndex, WriteMode};
-use crate::metadata::{self, CopyError, CopyId, CopyStatus, Expect, LoadError, MD_BLOCK_SIZE};
+use crate::metadata::{
+    self, CopyError, CopyId, CopyStatus, Expect, Journal, JournalEnd, LoadError, MD_BLOCK_SIZE,
+};
 use crate::remap::Entry;
+
+/// Journal blocks a journal may fill before a checkpoint restarts it: at least this many...
+const JOURNAL_MIN_BLOCKS: u32 = 256;
+
+/// ... and at least twice the record blocks of the copy it follows, so that checkpoints cost at
+/// most half a block per journal commit; never past the copy's record area.
+fn journal_limit(j: &Journal) -> u32 {
+    let room = JOURNAL_MIN_BLOCKS.max(j.first.saturating_mul(2));
+    j.first.saturating_add(room).min(j.end)
+}
 
 /// The index in block order, as records for a commit.
 struct IndexRecords<'a> {
@@ -75,14 +91,28 @@ impl RemapTarget {
         let _noio = NoIo::begin();
         let mut m = self.ctl.lock();
         // Another table of this device (the one this table replaces) may have committed since
-        // this one was loaded: load again if the spare changed.
-        let disk_seq = {
-            let Meta { mdbuf, .. } = &mut *m;
-            metadata::probe(&mut SpareIo(&self.spare), self.spare.sectors(), mdbuf)
+        // this one was loaded: load again if the spare changed (a checkpoint changes a
+        // superblock, a journal commit follows the journal this table loaded).
+        let changed = {
+            let Meta {
+                mdbuf,
+                set,
+                journal,
+                disk_seq,
+                ..
+            } = &mut *m;
+            let mut dev = SpareIo(&self.spare);
+            let sb_seq = metadata::probe(&mut dev, self.spare.sectors(), mdbuf)
                 .map(|p| p.max_seq)
-                .map_err(|_| EIO)?
+                .map_err(|_| EIO)?;
+            sb_seq != *disk_seq
+                || match journal {
+                    Some(j) => metadata::journal_continues(&mut dev, set, j, mdbuf)
+                        .map_err(|_| EIO)?,
+                    None => false,
+                }
         };
-        if disk_seq != m.disk_seq {
+        if changed {
             self.load(&mut m, false).map_err(|e| {
                 pr_err!(
                     "{}: metadata changed on the spare and cannot be loaded again\n",
@@ -156,8 +186,6 @@ impl RemapTarget {
         };
         let words = words.max(words_for(m.set.geometry.data_slots));
         let mut scratch: KVVec<u64> = vec_of(words, 0u64, c"Cannot allocate the metadata bitmap")?;
-        let mut entries = 0u64;
-        let mut pending = 0u64;
         let res = {
             let Meta { mdbuf, .. } = &mut *m;
             metadata::load(
@@ -166,21 +194,8 @@ impl RemapTarget {
                 &expect,
                 mdbuf,
                 &mut scratch,
-                |b, e| {
-                    if let Entry::Remapped { slot } = e {
-                        self.slots
-                            .lock()
-                            .mark_allocated(slot)
-                            .map_err(|_| metadata::SinkError)?;
-                    } else {
-                        pending += 1;
-                    }
-                    self.index
-                        .store(b, e.encode())
-                        .map_err(|_| metadata::SinkError)?;
-                    entries += 1;
-                    Ok(())
-                },
+                |b, e| self.load_entry(b, Some(e)),
+                |b, e| self.load_entry(b, e),
             )
         };
         match res {
@@ -199,7 +214,8 @@ impl RemapTarget {
                 m.set.target_len = table.target_len;
                 m.next_seq = l.next_seq;
                 m.target = l.commit_target();
-                m.disk_seq = l.next_seq - 1;
+                m.journal = (l.journal.end != JournalEnd::None).then_some(l.journal.journal);
+                m.disk_seq = l.max_sb_seq;
                 m.repair = l.other_bad();
                 // A version 1 spare, or a new device name: written before the table goes live.
                 if l.sb.version < metadata::VERSION {
@@ -213,9 +229,9 @@ impl RemapTarget {
                 } else if m.set != l.sb.set {
                     m.repair = true;
                 }
-                self.seq.store(l.sb.seq, SeqCst);
-                self.pending.store(pending, SeqCst);
-                self.entries.store(entries, SeqCst);
+                self.seq.store(l.journal.journal.last_seq, SeqCst);
+                let entries = self.entries.load(SeqCst);
+                let pending = self.pending.load(SeqCst);
                 if matches!(l.other, CopyStatus::Bad(CopyError::OtherSet)) {
                     pr_info!("{}: metadata copy {} predates a migration or rename; it is rewritten before the device goes live\n",
                         self.spare.name(), l.winner.other().name());
@@ -223,11 +239,21 @@ impl RemapTarget {
                     pr_warn!("{}: metadata copy {} is damaged; it is rewritten before the device goes live\n",
                         self.spare.name(), l.winner.other().name());
                 }
+                if let JournalEnd::Invalid { index, field } = l.journal.end {
+                    pr_warn!(
+                        "{}: metadata journal ends at record block {} of copy {} with a torn or damaged commit ({}); later commits are not replayed\n",
+                        self.spare.name(),
+                        index,
+                        l.winner.name(),
+                        field.name()
+                    );
+                }
                 pr_info!(
-                    "{}: loaded metadata seq {} ({} remapped, {} pending)\n",
+                    "{}: loaded metadata seq {} ({} journal commits, {} remapped, {} pending)\n",
                     self.spare.name(),
-                    l.sb.seq,
-                    entries - pending,
+                    l.journal.journal.last_seq,
+                    l.journal.journal.commits,
+                    entries.saturating_sub(pending),
                     pending
                 );
                 Ok(())
@@ -247,6 +273,7 @@ impl RemapTarget {
                 })?;
                 m.next_seq = 3;
                 m.target = CopyId::A;
+                m.journal = None;
                 m.disk_seq = 2;
                 m.repair = false;
                 self.seq.store(2, SeqCst);
@@ -265,9 +292,44 @@ impl RemapTarget {
         }
     }
 
-    /// Write the whole index as the next metadata copy and make it durable: record blocks, then
-    /// the superblock with a preflush (everything written before, data slots included, is
-    /// durable first) and FUA.
+    /// Apply one loaded record or journal change (`None`: the block's record is removed) to the
+    /// index, the slot allocator and the counters.
+    fn load_entry(
+        &self,
+        b: u64,
+        e: Option<Entry>,
+    ) -> core::result::Result<(), metadata::SinkError> {
+        let old = self.index.get(b);
+        if let Some(Entry::Remapped { slot }) = old.map(Entry::decode) {
+            self.slots
+                .lock()
+                .free_slot(slot)
+                .map_err(|_| metadata::SinkError)?;
+        }
+        if let Some(Entry::Remapped { slot }) = e {
+            // Refused when another block holds the slot: the metadata is inconsistent.
+            self.slots
+                .lock()
+                .mark_allocated(slot)
+                .map_err(|_| metadata::SinkError)?;
+        }
+        match e {
+            Some(e) => self
+                .index
+                .store(b, e.encode())
+                .map_err(|_| metadata::SinkError)?,
+            None => {
+                self.index.remove(b);
+            }
+        }
+        self.account(old, e.map(Entry::encode));
+        Ok(())
+    }
+
+    /// Commit the index and make it durable: append the changes of the move in progress
+    /// (`Meta::undo`) to the journal with one write with a preflush (everything written before,
+    /// data slots included, is durable first) and FUA; or, when the journal cannot take them
+    /// (or a repair is due), write a checkpoint.
     pub(super) fn commit(&self, m: &mut Meta) -> Result {
         if !m.current {
             // Not checked against the spare (a table not live yet, or whose load at resume
@@ -282,18 +344,17 @@ impl RemapTarget {
         let copy = m.target;
         // Never reuse a sequence number, even one whose write failed half-way.
         m.next_seq = seq + 1;
-        let res = self.write_copy(m, copy, seq);
+        let res = match self.journal_room(m) {
+            Some(j) => self.write_journal(m, j, seq),
+            None => {
+                // A superblock with this sequence number may reach the disk even if the write
+                // fails.
+                m.disk_seq = seq;
+                self.write_copy(m, copy, seq)
+            }
+        };
         match res {
             Ok(()) => {
-                m.target = copy.other();
-                m.disk_seq = seq;
-                m.repair = false;
-                // The copy a failed commit may have reached is overwritten, the other one
-                // predates the slots that commit took: they are free again.
-                for &slot in m.uncertain.iter() {
-                    self.free_slot(slot);
-                }
-                m.uncertain.clear();
                 self.seq.store(seq, SeqCst);
                 self.meta_failed.store(false, Relaxed);
                 self.stats.commits.fetch_add(1, Relaxed);
@@ -302,9 +363,10 @@ impl RemapTarget {
                 // The copy written to is now invalid (or, if the error came after the write
                 // reached the disk, valid with this commit); the other one still holds the
                 // previous commit. The next commit, or the repair it schedules, writes the same
-                // copy again.
-                m.disk_seq = seq;
+                // copy again; a failed journal commit may have reached the disk too, so the
+                // journal is not used again before a checkpoint succeeds.
                 m.repair = true;
+                m.journal = None;
                 self.meta_failed.store(true, Relaxed);
                 self.stats.commit_errors.fetch_add(1, Relaxed);
                 self.event(
@@ -324,9 +386,65 @@ impl RemapTarget {
         res
     }
 
-    /// Write the whole index as copy `copy` with sequence number `seq`: record blocks, then the
-    /// superblock with a preflush and FUA.
+    /// The journal, if the next commit goes there: a journal exists, no repair is due, no slot
+    /// waits for a checkpoint to become free again, there are changes, and they fit the copy
+    /// buffer and the journal's room.
+    fn journal_room(&self, m: &Meta) -> Option<Journal> {
+        let j = m.journal?;
+        if m.repair || !m.uncertain.is_empty() || m.undo.is_empty() {
+            return None;
+        }
+        let blocks = metadata::journal_blocks_for(m.undo.len());
+        let fits = blocks <= m.buf.len() / MD_BLOCK_SIZE
+            && u32::try_from(blocks)
+                .ok()
+                .is_some_and(|b| j.head.saturating_add(b) <= journal_limit(&j));
+        fits.then_some(j)
+    }
+
+    /// Append the changes of the move in progress to the journal `j` as commit `seq` with one
+    /// write with a preflush and FUA. Once the journal is half full the worker is asked to
+    /// write a checkpoint.
+    fn write_journal(&self, m: &mut Meta, mut j: Journal, seq: u64) -> Result {
+        let Meta { set, buf, undo, .. } = &mut *m;
+        let changes = undo
+            .iter()
+            .map(|&(b, _)| (b, self.index.get(b).map(Entry::decode)));
+        let blocks = metadata::encode_journal(set, &j, seq, changes, buf).map_err(|_| EINVAL)?;
+        let len = blocks as usize * MD_BLOCK_SIZE;
+        self.spare.write(
+            j.sector(set, j.head),
+            buf.get(..len).ok_or(EINVAL)?,
+            WriteMode::FlushFua,
+        )?;
+        j.advance(blocks, seq);
+        m.journal = Some(j);
+        let limit = journal_limit(&j);
+        if j.used() >= limit.saturating_sub(j.first) / 2 && !self.checkpoint_due.load(Relaxed) {
+            self.checkpoint_due.store(true, Relaxed);
+            self.worker.kick();
+        }
+        Ok(())
+    }
+
+    /// Write the whole index as copy `copy` with sequence number `seq` (a checkpoint): record
+    /// blocks, then the superblock with a preflush and FUA. The journal restarts behind it.
     fn write_copy(&self, m: &mut Meta, copy: CopyId, seq: u64) -> Result {
+        self.write_whole(m, copy, seq)?;
+        m.target = copy.other();
+        m.repair = false;
+        // The copy a failed commit may have reached is overwritten, the other one predates the
+        // slots that commit took: they are free again.
+        for &slot in m.uncertain.iter() {
+            self.free_slot(slot);
+        }
+        m.uncertain.clear();
+        self.checkpoint_due.store(false, Relaxed);
+        Ok(())
+    }
+
+    /// Encode and write copy `copy` with sequence number `seq`; the journal starts behind it.
+    fn write_whole(&self, m: &mut Meta, copy: CopyId, seq: u64) -> Result {
         let Meta {
             set, mdbuf, buf, ..
         } = &mut *m;
@@ -361,8 +479,10 @@ impl RemapTarget {
             self.spare
                 .write(start, buf.get(..used).ok_or(EINVAL)?, WriteMode::Plain)?;
         }
-        let (sector, _) = enc.finish(mdbuf).map_err(|_| EINVAL)?;
-        self.spare.write(sector, mdbuf, WriteMode::FlushFua)
+        let (sector, sb) = enc.finish(mdbuf).map_err(|_| EINVAL)?;
+        self.spare.write(sector, mdbuf, WriteMode::FlushFua)?;
+        m.journal = Some(Journal::after(&sb));
+        Ok(())
     }
 
     /// Record a change of the index for the move in progress (undone if its commit fails).

@@ -27,7 +27,8 @@ use crate::dm::{Bio, BioList, BlkStatus, HeldBio, NoIo, WriteMode};
 use crate::remap::Entry;
 
 impl RemapTarget {
-    /// The worker's run: finish every deferred bio, then rewrite a copy a failed commit damaged.
+    /// The worker's run: finish every deferred bio, then rewrite a copy a failed commit damaged
+    /// or write a checkpoint the journal asked for.
     pub(super) fn run_worker(&self) {
         // Bios are held here: no allocation may wait on writeback to this device.
         let _noio = NoIo::begin();
@@ -42,10 +43,11 @@ impl RemapTarget {
                 break;
             }
         }
-        if self.meta_failed.load(Relaxed) {
-            // A failed commit scheduled a repair: rewrite the copy it damaged (once per run).
+        if self.meta_failed.load(Relaxed) || self.checkpoint_due.load(Relaxed) {
+            // A failed commit scheduled a repair (rewrite the copy it damaged, once per run), or
+            // the journal is half full: write a checkpoint (no move is in progress: a commit).
             let mut m = self.ctl.lock();
-            if m.repair && m.current {
+            if m.current && (m.repair || self.checkpoint_due.load(Relaxed)) {
                 let _ = self.commit(&mut m);
             }
         }

@@ -23,7 +23,7 @@ use crate::dm::{
     Target, TargetRef, Worker,
 };
 use crate::events;
-use crate::metadata::{CopyId, SetInfo};
+use crate::metadata::{CopyId, Journal, SetInfo};
 use crate::table::Options;
 
 #[path = "commit.rs"]
@@ -73,10 +73,15 @@ struct Meta {
     set: SetInfo,
     /// Sequence number of the next commit (never reused, even after a failed commit).
     next_seq: u64,
-    /// The copy the next commit writes.
+    /// The copy the next checkpoint (whole-index commit) writes.
     target: CopyId,
-    /// Newest sealed sequence number on the spare when it was last read or written: another
-    /// table's commit changes it (checked before this table goes live).
+    /// The journal behind the newest copy, where the next commit is appended; `None` when the
+    /// next commit must be a checkpoint (after formatting, a version 1 or 2 spare, or a failed
+    /// commit).
+    journal: Option<Journal>,
+    /// Newest sealed superblock sequence number on the spare when it was last read or written:
+    /// another table's checkpoint changes it (checked before this table goes live, with the
+    /// block after this table's journal for its journal commits).
     disk_seq: u64,
     /// The copy the next commit writes must be rewritten even without a change: it was found
     /// damaged at load, or a commit to it failed.
@@ -110,6 +115,8 @@ pub(crate) struct RemapTarget {
     exhausted: AtomicBool,
     /// The last commit failed; cleared by the next that succeeds.
     meta_failed: AtomicBool,
+    /// The journal is half full: the worker writes a checkpoint.
+    checkpoint_due: AtomicBool,
     /// Start of the target in the mapped device.
     begin: Sector,
     main: DmDev,

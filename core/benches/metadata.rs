@@ -121,6 +121,7 @@ fn metadata(c: &mut Criterion) {
                     n = n.wrapping_add(blk);
                     Ok(())
                 },
+                |_, _| Ok(()),
             )
             .unwrap();
             black_box((l, n))

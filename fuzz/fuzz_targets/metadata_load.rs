@@ -123,6 +123,7 @@ fn check(img: &[u8], originals: Option<(&Recs, &Recs)>) {
     };
     let mut bits = vec![0u64; words];
     let mut got: Recs = Vec::new();
+    let mut journal = Vec::new();
     let r = load(
         &mut Image(img),
         sectors,
@@ -131,6 +132,10 @@ fn check(img: &[u8], originals: Option<(&Recs, &Recs)>) {
         &mut bits,
         |b, e| {
             got.push((b, e));
+            Ok(())
+        },
+        |b, e| {
+            journal.push((b, e));
             Ok(())
         },
     );
@@ -157,6 +162,14 @@ fn check(img: &[u8], originals: Option<(&Recs, &Recs)>) {
             );
             assert!(g.meta_sectors <= g.data_start && g.data_end() <= g.meta_b_start);
             assert!(l.next_seq > l.sb.seq);
+            assert!(l.next_seq > l.journal.journal.last_seq);
+            assert_eq!(journal.len() as u64, l.journal.entries);
+            for &(blk, e) in &journal {
+                assert!(blk < l.sb.set.main_blocks());
+                if let Some(Entry::Remapped { slot }) = e {
+                    assert!(slot < g.data_slots);
+                }
+            }
             if let CopyStatus::Valid { seq } = l.other {
                 assert!(seq < l.sb.seq || (seq == l.sb.seq && l.winner == CopyId::A));
             }

@@ -1,5 +1,6 @@
-# Failed metadata commits (the spare's superblock writes fail): the change is undone, state is
-# metadata_error, the slots those commits took stay reserved (a failed commit may be on disk);
+# Failed metadata commits (the spare's superblock and journal writes fail): the change is undone,
+# state is metadata_error, the slots those commits took stay reserved (a failed commit may be on
+# disk);
 # once the spare works again a suspend repairs the damaged copy, a commit frees the slots, and
 # both copies are valid with every acknowledged remap.
 # timeout: 150
@@ -16,9 +17,12 @@ check "write block 3" dd if=/tmp/d of=/dev/mapper/r0 bs=4096 seek=3 oflag=direct
 check "remap 0" msg r0 remap 0
 assert_eq "slots used" "$(used)" 1
 
-info "both superblocks fail to write"
+info "both superblocks and the journal fail to write"
+JN=$(md_journal_next $SPARE)
+[ -n "$JN" ] || fail "no journal sector: $(dmremap inspect $SPARE)"
 check "fault copy A" host_do fault vspare0 write 0
 check "fault copy B" host_do fault vspare0 write "$BSB"
+check "fault the journal" host_do faults vspare0 write "$JN" 8 64
 expect_fail "remap 8 with failing metadata writes" msg r0 remap 8
 assert_eq "state" "$(field r0 7)" metadata_error
 assert_eq "remapped after a failed commit" "$(field r0 1)" 1

@@ -3,7 +3,7 @@
 # succeeds). A spare data area whose every slot fails: after three slots (all retired) the write
 # fails with EIO (never acknowledged) and the block becomes pending (its content is unknown); once
 # the spare works the next write heals it. Retired slots stay used until the table is loaded
-# again. Both metadata copies fail to write: the write fails with
+# again. Both metadata copies and the journal fail to write: the write fails with
 # EIO, nothing is remapped, state metadata_error with an event, the slot stays reserved until a
 # suspend repairs the copy; then the next write heals. Acknowledged writes verify (fio), counters
 # and events match, suspend/resume/remove stay within 10 s, remaps survive re-creation.
@@ -46,9 +46,12 @@ assert_eq "remapped after the heal" "$(field r0 1)" 1
 assert_eq "slots used" "$(used)" 4
 assert_eq "healed block" "$(sha_range /dev/mapper/r0 16400 8)" "$(sha /tmp/a)"
 
-info "both metadata copies fail to write while a write heals"
+info "both metadata copies and the journal fail to write while a write heals"
+JN=$(md_journal_next $SPARE)
+[ -n "$JN" ] || fail "no journal sector: $(dmremap inspect $SPARE)"
 check "fault copy A" host_do fault vspare0 write 0
 check "fault copy B" host_do fault vspare0 write "$BSB"
+check "fault the journal" host_do faults vspare0 write "$JN" 8 64
 check "main fault" host_do fault nvme0 write 16800
 random_file /tmp/b 8
 expect_fail "write whose heal cannot commit" dd if=/tmp/b of=/dev/mapper/r0 bs=4K seek=2100 oflag=direct conv=notrunc status=none

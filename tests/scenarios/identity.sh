@@ -3,7 +3,7 @@
 # another main_id is refused, the same main_id under another kernel name is accepted;
 # dmremap activate brings the set back from its spare (idempotent), deactivate removes it; a
 # spare written by format version 1 (named its main by kernel name) loads, keeps its remaps and
-# is migrated to version 2.
+# is migrated to version 3 (the current format).
 # timeout: 420
 . /scenarios/lib.sh
 load_module
@@ -25,7 +25,7 @@ check "create" dmremap create r0 --main $MAIN --spare $S
 dmsetup table r0 | grep -qF "main_id:$ID" || fail "table lacks main_id: $(dmsetup table r0)"
 uuid=$(dmsetup info -c --noheadings -o uuid r0)
 case "$uuid" in REMAP-????????????????????????????????) ;; *) fail "dm uuid '$uuid'" ;; esac
-inspect_has "name \"r0\", format version 2"
+inspect_has "name \"r0\", format version 3"
 inspect_has "main_id \"$ID\""
 random_file /tmp/d 16
 check "write" dd if=/tmp/d of=/dev/mapper/r0 bs=512 seek=800 oflag=direct conv=notrunc status=none
@@ -48,7 +48,7 @@ assert_eq "remaps kept" "$(field r1 1)" 2
 assert_eq "data through the alias" "$(sha_range /dev/mapper/r1 800 16)" "$want"
 check "remove" dmsetup remove r1
 check "remove alias" dmsetup remove alias
-inspect_has "name \"r1\", format version 2"
+inspect_has "name \"r1\", format version 3"
 
 info "activate from the spare, idempotently; deactivate"
 check "activate" dmremap activate "$S"
@@ -85,16 +85,16 @@ echo "$out" | grep -q '"remap-5e7a1101"' || fail "v1 set activated under the wro
 assert_eq "remapped (v1)" "$(field remap-5e7a1101 1)" 2
 assert_eq "pending (v1)" "$(field remap-5e7a1101 2)" 1
 assert_eq "blocks 10-11 read from their slots" "$(sha_range /dev/mapper/remap-5e7a1101 80 16)" "$swant"
-dmesg | grep -q "metadata version 1 is migrated to version 2" || fail "no migration message"
-inspect_has "format version 2"
+dmesg | grep -q "metadata version 1 is migrated to version 3" || fail "no migration message"
+inspect_has "format version 3"
 inspect_has "main_id \"$ID\""
 inspect_has "name \"remap-5e7a1101\""
 check "deactivate" dmremap deactivate remap-5e7a1101
 dmremap inspect --json "$S" | grep -q '"status": "degraded"' || fail "the version 1 copy is not reported as stale"
-info "after migration: the old copy is rewritten on the next load, both copies are version 2"
+info "after migration: the old copy is rewritten on the next load, both copies are version 3"
 check "activate" dmremap activate "$S"
 check "deactivate" dmremap deactivate remap-5e7a1101
 dmremap inspect --json "$S" | grep -q '"status": "valid"' || fail "other copy not valid after the rewrite"
-[ "$(dmremap inspect --json "$S" | grep -c '"version": 2')" -ge 3 ] || fail "not every superblock is version 2"
+[ "$(dmremap inspect --json "$S" | grep -c '"version": 3')" -ge 3 ] || fail "not every superblock is version 3"
 dmremap inspect --json "$S" | grep -q '"version": 1' && fail "a version 1 superblock is left"
 info "ok"

@@ -43,6 +43,9 @@ blank() {
 }
 # md_field SPARE NAME: a number from `dmremap inspect --json SPARE` (first occurrence).
 md_field() { dmremap inspect --json "$1" | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p" | head -n1; }
+# md_journal_next SPARE: sector where the next metadata journal commit goes (read after dropping
+# the spare's page cache: the target writes the spare around it).
+md_journal_next() { blockdev --flushbufs "$1" && md_field "$1" next_sector; }
 # slot_byte SPARE SLOT BLOCK_BYTES: byte offset of a data slot on a formatted spare.
 slot_byte() { echo $(( $(md_field "$1" data_start) * 512 + $2 * $3 )); }
 # sha_range DEV START_SECTOR SECTORS: checksum of a range, read with direct I/O.

@@ -90,6 +90,16 @@ pub enum Field {
     Index,
     /// A record block's `count`
     Count,
+    /// A journal block's `base_seq`.
+    BaseSeq,
+    /// A journal block's `prev_seq`.
+    PrevSeq,
+    /// A journal block's `blocks` (blocks of its commit).
+    Blocks,
+    /// A journal commit's `commit_crc`.
+    CommitCrc,
+    /// A journal entry.
+    Entry,
 }
 
 impl Field {
@@ -117,10 +127,15 @@ impl Field {
             Field::Reserved => "reserved",
             Field::Index => "index",
             Field::Count => "count",
+            Field::BaseSeq => "base_seq",
+            Field::PrevSeq => "prev_seq",
+            Field::Blocks => "blocks",
+            Field::CommitCrc => "commit_crc",
+            Field::Entry => "entry",
         }
     }
 
-    fn problem(self) -> &'static str {
+    pub(super) fn problem(self) -> &'static str {
         match self {
             Field::Magic => "bad magic",
             Field::Crc => "checksum mismatch",
@@ -143,6 +158,11 @@ impl Field {
             Field::Reserved => "reserved bytes not zero",
             Field::Index => "block index wrong",
             Field::Count => "record count wrong",
+            Field::BaseSeq => "not the sequence number of the copy it follows",
+            Field::PrevSeq => "does not follow the previous commit",
+            Field::Blocks => "commit size wrong or past the journal's end",
+            Field::CommitCrc => "commit checksum mismatch (blocks of different commits)",
+            Field::Entry => "invalid entry",
         }
     }
 }
@@ -315,6 +335,12 @@ pub enum LoadError {
     },
     /// The sequence number cannot be incremented any more.
     SeqExhausted,
+    /// Reading the journal of the winning copy failed at `sector`: commits it may hold cannot be
+    /// replayed, so nothing is loaded.
+    JournalIo {
+        /// First sector of the block.
+        sector: u64,
+    },
 }
 
 impl LoadError {
@@ -365,6 +391,9 @@ impl core::fmt::Display for LoadError {
                 write!(f, "record of main block {block} refused by the caller")
             }
             LoadError::SeqExhausted => f.write_str("sequence number exhausted"),
+            LoadError::JournalIo { sector } => {
+                write!(f, "read error at sector {sector} in the journal")
+            }
         }
     }
 }
@@ -397,6 +426,8 @@ pub enum EncodeError {
     },
     /// `finish` before the record iterator was exhausted, or after an error.
     Unfinished,
+    /// A journal commit does not fit the buffer or the journal's free blocks.
+    JournalSpace,
 }
 
 impl core::fmt::Display for EncodeError {
@@ -419,6 +450,9 @@ impl core::fmt::Display for EncodeError {
             }
             EncodeError::Unfinished => {
                 f.write_str("superblock requested before all records were encoded")
+            }
+            EncodeError::JournalSpace => {
+                f.write_str("journal commit larger than the buffer or the journal's free space")
             }
         }
     }

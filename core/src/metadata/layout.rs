@@ -85,3 +85,26 @@ pub const RB_RECORDS: usize = 0x40;
 pub const REC_BLOCK: usize = 0x0;
 /// `dmr_md_record.state_slot` within a record
 pub const REC_STATE_SLOT: usize = 0x8;
+
+/// `dmr_md_journal_block.magic`
+pub const JB_MAGIC: usize = 0x00;
+/// `dmr_md_journal_block.crc`
+pub const JB_CRC: usize = 0x04;
+/// `dmr_md_journal_block.seq` (the commit's sequence number)
+pub const JB_SEQ: usize = 0x08;
+/// `dmr_md_journal_block.uuid`
+pub const JB_UUID: usize = 0x10;
+/// `dmr_md_journal_block.base_seq` (sequence number of the copy the journal follows)
+pub const JB_BASE_SEQ: usize = 0x20;
+/// `dmr_md_journal_block.prev_seq` (previous commit of the journal, or `base_seq`)
+pub const JB_PREV_SEQ: usize = 0x28;
+/// `dmr_md_journal_block.index` (of the block within its commit)
+pub const JB_INDEX: usize = 0x30;
+/// `dmr_md_journal_block.blocks` (of the commit)
+pub const JB_BLOCKS: usize = 0x34;
+/// `dmr_md_journal_block.count` (entries in the block)
+pub const JB_COUNT: usize = 0x38;
+/// `dmr_md_journal_block.commit_crc` (CRC-32C over the entry areas of all blocks of the commit)
+pub const JB_COMMIT_CRC: usize = 0x3c;
+/// `dmr_md_journal_block.entries`
+pub const JB_ENTRIES: usize = 0x40;

@@ -5,8 +5,8 @@ use super::io::read_block;
 use super::layout as L;
 use super::records::{record_off, RecordCheck};
 use super::{
-    block_crc, decode_superblock, entry_from_disk, sb_b_sector, CopyError, CopyId, Field,
-    LoadError, RecordProblem, SetInfo, SinkError, SpareRead, Superblock, RB_MAGIC,
+    block_crc, decode_superblock, entry_from_disk, replay_journal, sb_b_sector, CopyError, CopyId,
+    Field, LoadError, RecordProblem, Replayed, SetInfo, SinkError, SpareRead, Superblock, RB_MAGIC,
     RECORDS_PER_BLOCK, UUID_LEN,
 };
 use crate::alloc::words_for;
@@ -282,8 +282,14 @@ pub struct Loaded {
     pub sb: Superblock,
     /// The other copy.
     pub other: CopyStatus,
-    /// Sequence number the next commit must use: above every intact superblock seen.
+    /// Sequence number the next commit must use: above every intact superblock seen and every
+    /// replayed journal commit.
     pub next_seq: u64,
+    /// The winner's journal as replayed: where the next journal commit goes, and why it ends.
+    pub journal: Replayed,
+    /// Highest sequence number of an intact superblock ([`Probe::max_seq`]): a checkpoint
+    /// changes it, a journal commit does not (see [`super::journal_continues`]).
+    pub max_sb_seq: u64,
 }
 
 impl Loaded {
@@ -300,7 +306,9 @@ impl Loaded {
 
 /// Load a spare of `spare_sectors` sectors: read both superblocks, validate both copies
 /// completely, pick the valid copy with the highest sequence number (A on a tie), check it
-/// against `expect`, then read it again and hand every record to `sink` in block order.
+/// against `expect`, then read it again and hand every record to `sink` in block order; then
+/// replay the winner's journal (version 3), handing each change to `replay` in commit order
+/// (`Some`: the block's entry becomes this one; `None`: the block's record is removed).
 ///
 /// `buf` is one metadata block of scratch space. `bits` must hold [`words_for`]`(data_slots)`
 /// words for the copies found (see [`Probe::bitmap_words`]; the kernel knows its spare's
@@ -309,18 +317,22 @@ impl Loaded {
 /// A blank spare gives [`LoadError::Blank`]; a spare with no valid copy
 /// [`LoadError::NoValidCopy`] naming each copy's problem. Records reach `sink` only from a copy
 /// that validated completely; if the second pass finds it changed ([`LoadError::Changed`]) or
-/// `sink` refuses a record, the records delivered so far must be discarded.
-pub fn load<D, S>(
+/// `sink` refuses a record, the records delivered so far must be discarded (likewise for the
+/// journal: [`LoadError::JournalIo`], or `replay` refusing a change). `bits` holds the winning
+/// copy's slots before the journal: checking the slots the journal changes is `replay`'s job.
+pub fn load<D, S, R>(
     dev: &mut D,
     spare_sectors: u64,
     expect: &Expect<'_>,
     buf: &mut [u8],
     bits: &mut [u64],
     mut sink: S,
+    mut replay: R,
 ) -> Result<Loaded, LoadError>
 where
     D: SpareRead + ?Sized,
     S: FnMut(u64, Entry) -> Result<(), SinkError>,
+    R: FnMut(u64, Option<Entry>) -> Result<(), SinkError>,
 {
     let p = probe(dev, spare_sectors, buf)?;
     if p.is_blank() {
@@ -359,11 +371,6 @@ where
             copy: winner.copy,
             field,
         })?;
-    let next_seq = p
-        .max_seq
-        .max(winner.seq)
-        .checked_add(1)
-        .ok_or(LoadError::SeqExhausted)?;
     match walk(dev, &winner, blk, bits, &mut sink) {
         Ok(_) => {}
         Err(WalkError::Copy(error)) => {
@@ -374,10 +381,19 @@ where
         }
         Err(WalkError::Sink(block)) => return Err(LoadError::Sink { block }),
     }
+    let journal = replay_journal(dev, &winner, blk, Some(&mut replay))?;
+    let next_seq = p
+        .max_seq
+        .max(winner.seq)
+        .max(journal.journal.last_seq)
+        .checked_add(1)
+        .ok_or(LoadError::SeqExhausted)?;
     Ok(Loaded {
         winner: winner.copy,
         sb: winner,
         other,
         next_seq,
+        journal,
+        max_sb_seq: p.max_seq,
     })
 }

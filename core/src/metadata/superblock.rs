@@ -257,7 +257,8 @@ pub fn decode_superblock(
         data_start: get_u64(b, L::SB_DATA_START),
         data_slots: get_u64(b, L::SB_DATA_SLOTS),
     };
-    // Version 1 kept a 64-byte identity at 0x040 and had no name; version 2 keeps 0x040 zero.
+    // Version 1 kept a 64-byte identity at 0x040 and had no name; versions 2 and 3 keep 0x040
+    // zero (version 3's superblock is version 2's: it adds the journal behind the copy).
     let (id, name, target, reserved) = if version == 1 {
         let mut id = [0u8; MAIN_ID_LEN];
         put_bytes(

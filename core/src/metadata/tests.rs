@@ -77,7 +77,8 @@ fn load_img(img: &[u8], expect: &Expect<'_>) -> Result<(Loaded, Recs, Vec<u64>),
     let sectors = img.len() as u64 / SECTOR_SIZE;
     let p = probe(&mut Image(img), sectors, &mut buf)?;
     let mut bits = vec![0u64; p.bitmap_words()];
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
+    let mut journal = Vec::new();
     let l = load(
         &mut Image(img),
         sectors,
@@ -85,11 +86,24 @@ fn load_img(img: &[u8], expect: &Expect<'_>) -> Result<(Loaded, Recs, Vec<u64>),
         &mut buf,
         &mut bits,
         |b, e| {
-            out.push((b, e));
+            assert!(
+                out.insert(b, e).is_none(),
+                "record of block {b} delivered twice"
+            );
+            Ok(())
+        },
+        |b, e| {
+            journal.push((b, e));
             Ok(())
         },
     )?;
-    Ok((l, out, bits))
+    for (b, e) in journal {
+        match e {
+            Some(e) => out.insert(b, e),
+            None => out.remove(&b),
+        };
+    }
+    Ok((l, out.into_iter().collect(), bits))
 }
 
 fn recs(n: u64, stride: u64) -> Recs {
@@ -231,7 +245,7 @@ fn superblock_bytes() {
     );
     let b = &b[..MD_BLOCK_SIZE];
     assert_eq!(&b[0..4], b"DMRM");
-    assert_eq!(le32(b, 0x08), 2);
+    assert_eq!(le32(b, 0x08), 3);
     assert_eq!(&b[0x0c..0x10], &[0x42, 0, 0, 0]);
     assert_eq!(&b[0x10..0x18], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!((le32(b, 0x18), le32(b, 0x1c)), (0, 0));
@@ -316,8 +330,8 @@ fn version_1_superblock_decodes() {
             field: Field::Reserved
         })
     );
-    // Versions outside 1..=2: refused.
-    for v in [0, 3, 0xffff_ffff] {
+    // Versions outside 1..=3: refused.
+    for v in [0, 4, 0xffff_ffff] {
         let mut x = b.clone();
         put_u32(&mut x, L::SB_VERSION, v);
         seal(&mut x);
@@ -957,7 +971,7 @@ fn every_superblock_field_is_checked() {
         (L::SB_MAGIC, b"DMRX".to_vec(), sb(Field::Magic)),
         (
             L::SB_VERSION,
-            3u32.to_le_bytes().to_vec(),
+            4u32.to_le_bytes().to_vec(),
             sb(Field::Version),
         ),
         (
@@ -1354,6 +1368,7 @@ fn io_errors_name_the_sector_and_fall_back() {
             out.push((blk, e));
             Ok(())
         },
+        |_, _| Ok(()),
     )
     .unwrap();
     assert_eq!(
@@ -1366,6 +1381,7 @@ fn io_errors_name_the_sector_and_fall_back() {
         &Expect::default(),
         &mut buf,
         &mut [0u64; 0],
+        |_, _| Ok(()),
         |_, _| Ok(()),
     );
     assert_eq!(r.err(), Some(LoadError::BitmapTooSmall { need: 1 }));
@@ -1383,6 +1399,7 @@ fn io_errors_name_the_sector_and_fall_back() {
                 Ok(())
             }
         },
+        |_, _| Ok(()),
     );
     assert_eq!(r.err(), Some(LoadError::Sink { block: 4 }));
 }
@@ -1509,4 +1526,591 @@ mod prop {
             }
         }
     }
+}
+
+// ---- The journal (format version 3) ----
+
+/// A set with room for a journal: 2 MiB spare, 4 KiB blocks, 6 record blocks of extra room.
+fn jset() -> SetInfo {
+    set_for(
+        4096,
+        4096,
+        6 * RECORDS_PER_BLOCK as u64,
+        1 << 20,
+        b"JOURNAL-1",
+    )
+}
+
+/// Append a commit of `changes` to `j` on `img` (as the kernel does: one write at the head).
+/// Returns the byte range it was written to.
+fn jcommit(
+    img: &mut [u8],
+    set: &SetInfo,
+    j: &mut Journal,
+    seq: u64,
+    changes: &[Change],
+) -> core::ops::Range<usize> {
+    let mut buf = vec![0u8; 8 * MD_BLOCK_SIZE];
+    let n = encode_journal(set, j, seq, changes.iter().copied(), &mut buf).unwrap();
+    let start = (j.sector(set, j.head) * SECTOR_SIZE) as usize;
+    let len = n as usize * MD_BLOCK_SIZE;
+    img[start..start + len].copy_from_slice(&buf[..len]);
+    j.advance(n, seq);
+    start..start + len
+}
+
+fn model(base: &Recs, commits: &[&[Change]]) -> Recs {
+    let mut m: BTreeMap<u64, Entry> = base.iter().copied().collect();
+    for c in commits {
+        for &(b, e) in c.iter() {
+            match e {
+                Some(e) => m.insert(b, e),
+                None => m.remove(&b),
+            };
+        }
+    }
+    m.into_iter().collect()
+}
+
+/// Copy A (seq 3) holding `base`, copy B (seq 2) empty, then three commits on A's journal:
+/// single changes, a removal and a pending block healed, and a three-block commit.
+struct JImage {
+    set: SetInfo,
+    img: Vec<u8>,
+    base: Recs,
+    commits: Vec<Vec<Change>>,
+    ranges: Vec<core::ops::Range<usize>>,
+    journal: Journal,
+}
+
+fn jimage() -> JImage {
+    let set = jset();
+    let base = recs(10, 7);
+    let mut img = blank(&set);
+    commit(&mut img, &set, CopyId::B, 2, &Vec::new());
+    let sb = commit(&mut img, &set, CopyId::A, 3, &base);
+    let mut j = Journal::after(&sb);
+    let big: Vec<Change> = (0..600u64)
+        .map(|i| (1000 + i, Some(Entry::Remapped { slot: 20 + i % 80 })))
+        .map(|(b, e)| {
+            if b % 3 == 0 {
+                (b, Some(Entry::Pending))
+            } else {
+                (b, e)
+            }
+        })
+        .collect();
+    // Slots must stay unique: the big commit uses slots 20..100 only for blocks it later drops.
+    let big: Vec<Change> = big
+        .into_iter()
+        .enumerate()
+        .map(|(i, (b, e))| {
+            if i >= 80 && e != Some(Entry::Pending) {
+                (b, Some(Entry::Pending))
+            } else {
+                (b, e)
+            }
+        })
+        .collect();
+    let commits: Vec<Vec<Change>> = vec![
+        vec![(500, Some(Entry::Remapped { slot: 11 }))],
+        vec![
+            (1, None),
+            (5, Some(Entry::Remapped { slot: 12 })),
+            (501, Some(Entry::Pending)),
+        ],
+        big,
+    ];
+    let mut ranges = Vec::new();
+    for (i, c) in commits.iter().enumerate() {
+        ranges.push(jcommit(&mut img, &set, &mut j, 4 + i as u64, c));
+    }
+    JImage {
+        set,
+        img,
+        base,
+        commits,
+        ranges,
+        journal: j,
+    }
+}
+
+impl JImage {
+    fn want(&self, n: usize) -> Recs {
+        let c: Vec<&[Change]> = self.commits[..n].iter().map(|c| &c[..]).collect();
+        model(&self.base, &c)
+    }
+}
+
+#[test]
+fn journal_block_bytes() {
+    let set = jset();
+    let mut img = blank(&set);
+    let sb = commit(&mut img, &set, CopyId::A, 5, &recs(3, 2));
+    let mut j = Journal::after(&sb);
+    assert_eq!((j.first, j.head, j.last_seq), (1, 1, 5));
+    assert_eq!(u64::from(j.end), set.geometry.record_blocks());
+    let r = jcommit(
+        &mut img,
+        &set,
+        &mut j,
+        9,
+        &[
+            (7, None),
+            (8, Some(Entry::Remapped { slot: 3 })),
+            (9, Some(Entry::Pending)),
+        ],
+    );
+    assert_eq!(
+        r.start as u64,
+        set.geometry.record_sector(CopyId::A, 1) * SECTOR_SIZE
+    );
+    let b = &img[r];
+    assert_eq!(&b[0..4], b"DMRJ");
+    assert_eq!(le64(b, 0x08), 9);
+    assert_eq!(&b[0x10..0x20], b"0123456789abcdef");
+    assert_eq!((le64(b, 0x20), le64(b, 0x28)), (5, 5));
+    assert_eq!((le32(b, 0x30), le32(b, 0x34), le32(b, 0x38)), (0, 1, 3));
+    assert_eq!(le32(b, 0x3c), crc32c::crc32c(&b[0x40..]));
+    assert_eq!((le64(b, 0x40), le64(b, 0x48)), (7, 3 << 56));
+    assert_eq!((le64(b, 0x50), le64(b, 0x58)), (8, (1 << 56) | 3));
+    assert_eq!((le64(b, 0x60), le64(b, 0x68)), (9, 2 << 56));
+    assert!(b[0x70..].iter().all(|&x| x == 0));
+    let mut z = b.to_vec();
+    z[4..8].fill(0);
+    assert_eq!(le32(b, 4), crc32c::crc32c(&z));
+    assert_eq!(j.last_seq, 9);
+}
+
+#[test]
+fn journal_replays_in_order_on_the_newest_copy() {
+    let ji = jimage();
+    let (l, got, _) = load_img(&ji.img, &Expect::default()).unwrap();
+    assert_eq!(got, ji.want(3));
+    assert_eq!((l.winner, l.sb.seq, l.next_seq), (CopyId::A, 3, 7));
+    assert_eq!(l.journal.journal, ji.journal);
+    assert_eq!(l.journal.end, JournalEnd::Clean);
+    assert_eq!(l.journal.journal.commits, 3);
+    assert_eq!(l.journal.entries, 1 + 3 + 600);
+    assert_eq!(l.journal.journal.used(), 1 + 1 + 3);
+    assert_eq!(l.max_sb_seq, 3);
+    let mut buf = vec![0u8; MD_BLOCK_SIZE];
+    let cont = |img: &[u8], j: &Journal, buf: &mut [u8]| {
+        journal_continues(&mut Image(img), &ji.set, j, buf).unwrap()
+    };
+    assert!(!cont(&ji.img, &l.journal.journal, &mut buf));
+    let j2 = Journal {
+        head: ji.journal.head - 3,
+        last_seq: 5,
+        commits: 2,
+        ..ji.journal
+    };
+    assert!(
+        cont(&ji.img, &j2, &mut buf),
+        "the third commit follows the second"
+    );
+    // The next commit continues the chain where replay ended.
+    let mut img = ji.img.clone();
+    let mut j = l.journal.journal;
+    let c4: Vec<Change> = vec![(500, None)];
+    jcommit(&mut img, &ji.set, &mut j, l.next_seq, &c4);
+    assert!(cont(&img, &l.journal.journal, &mut buf));
+    assert!(!cont(&img, &j, &mut buf));
+    let (l2, got2, _) = load_img(&img, &Expect::default()).unwrap();
+    let mut all: Vec<&[Change]> = ji.commits.iter().map(|c| &c[..]).collect();
+    all.push(&c4);
+    assert_eq!(got2, model(&ji.base, &all));
+    assert_eq!((l2.journal.journal.commits, l2.next_seq), (4, 8));
+}
+
+#[test]
+fn torn_journal_commits_are_not_replayed() {
+    let ji = jimage();
+    let last = ji.ranges[2].clone();
+    // Any block of the three-block commit missing (never written): the commit and nothing
+    // after it is replayed.
+    for missing in 0..3 {
+        let mut img = ji.img.clone();
+        let s = last.start + missing * MD_BLOCK_SIZE;
+        img[s..s + MD_BLOCK_SIZE].fill(0);
+        let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+        assert_eq!(got, ji.want(2), "block {missing} missing");
+        assert_eq!(l.journal.journal.commits, 2);
+        assert_eq!(l.next_seq, 6);
+        if missing > 0 {
+            assert!(
+                matches!(l.journal.end, JournalEnd::Invalid { .. }),
+                "{:?}",
+                l.journal.end
+            );
+        }
+    }
+    // A block torn inside (the first sectors new, the rest not).
+    let mut img = ji.img.clone();
+    img[last.start + 1024..last.start + MD_BLOCK_SIZE].fill(0);
+    let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(got, ji.want(2));
+    assert_eq!(
+        l.journal.end,
+        JournalEnd::Invalid {
+            index: ji.journal.head - 3,
+            field: Field::Crc
+        }
+    );
+    // After a torn commit the next commit (a new sequence number) goes to the same head: it is
+    // replayed, the torn commit's remaining blocks behind it are not.
+    let mut img = ji.img.clone();
+    img[last.start..last.start + MD_BLOCK_SIZE].fill(0);
+    let (l, _, _) = load_img(&img, &Expect::default()).unwrap();
+    let mut j = l.journal.journal;
+    let c: Vec<Change> = vec![(2000, Some(Entry::Remapped { slot: 100 }))];
+    jcommit(&mut img, &ji.set, &mut j, l.next_seq, &c);
+    let (l2, got2, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(got2, model(&ji.base, &[&ji.commits[0], &ji.commits[1], &c]));
+    assert_eq!(l2.journal.journal.commits, 3);
+    assert!(matches!(
+        l2.journal.end,
+        JournalEnd::Invalid {
+            field: Field::PrevSeq,
+            ..
+        }
+    ));
+    // Blocks of two attempts with the same sequence number do not mix.
+    let mut img = ji.img.clone();
+    let mut j = Journal {
+        head: ji.journal.head - 3,
+        last_seq: 5,
+        commits: 2,
+        ..ji.journal
+    };
+    let other: Vec<Change> = ji.commits[2]
+        .iter()
+        .map(|&(b, _)| (b, Some(Entry::Pending)))
+        .collect();
+    let r = jcommit(&mut img, &ji.set, &mut j, 6, &other);
+    img[r.start + MD_BLOCK_SIZE..r.end]
+        .copy_from_slice(&ji.img[last.start + MD_BLOCK_SIZE..last.end]);
+    let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(got, ji.want(2));
+    assert!(matches!(
+        l.journal.end,
+        JournalEnd::Invalid {
+            field: Field::CommitCrc,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn every_single_byte_corruption_of_the_journal_is_detected() {
+    let ji = jimage();
+    let (full, _, _) = load_img(&ji.img, &Expect::default()).unwrap();
+    for (ci, r) in ji.ranges.iter().enumerate() {
+        for pos in r.clone() {
+            // One bit of every byte (each bit position in turn), and the whole byte.
+            for x in [1u8 << (pos % 8), 0xff] {
+                let mut img = ji.img.clone();
+                img[pos] ^= x;
+                let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+                assert_eq!(got, ji.want(ci), "byte {pos} ^ {x:#x} of commit {ci}");
+                assert_eq!(l.journal.journal.commits, ci as u64);
+                assert!(
+                    matches!(
+                        l.journal.end,
+                        JournalEnd::Invalid {
+                            field: Field::Crc,
+                            ..
+                        }
+                    ),
+                    "byte {pos}: {:?}",
+                    l.journal.end
+                );
+                assert!(l.next_seq <= full.next_seq);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_journal_field_is_checked() {
+    let ji = jimage();
+    let first = ji.ranges[0].start;
+    let big = ji.ranges[2].start;
+    let cases: Vec<(usize, Vec<u8>, Field, usize)> = vec![
+        (first + L::JB_UUID, [0x55u8].to_vec(), Field::Uuid, 0),
+        (
+            first + L::JB_PREV_SEQ,
+            2u64.to_le_bytes().to_vec(),
+            Field::PrevSeq,
+            0,
+        ),
+        (
+            first + L::JB_SEQ,
+            3u64.to_le_bytes().to_vec(),
+            Field::Seq,
+            0,
+        ),
+        (
+            first + L::JB_INDEX,
+            1u32.to_le_bytes().to_vec(),
+            Field::Index,
+            0,
+        ),
+        (
+            first + L::JB_BLOCKS,
+            0u32.to_le_bytes().to_vec(),
+            Field::Blocks,
+            0,
+        ),
+        (
+            first + L::JB_BLOCKS,
+            10_000u32.to_le_bytes().to_vec(),
+            Field::Blocks,
+            0,
+        ),
+        (
+            first + L::JB_COUNT,
+            0u32.to_le_bytes().to_vec(),
+            Field::Count,
+            0,
+        ),
+        (
+            first + L::JB_COUNT,
+            2u32.to_le_bytes().to_vec(),
+            Field::Entry,
+            0,
+        ),
+        (
+            first + L::JB_COMMIT_CRC,
+            7u32.to_le_bytes().to_vec(),
+            Field::CommitCrc,
+            0,
+        ),
+        (
+            first + L::JB_ENTRIES + 8,
+            (4u64 << 56).to_le_bytes().to_vec(),
+            Field::Entry,
+            0,
+        ),
+        (
+            first + L::JB_ENTRIES + 8,
+            ((3u64 << 56) | 1).to_le_bytes().to_vec(),
+            Field::Entry,
+            0,
+        ),
+        (
+            first + L::JB_ENTRIES,
+            (1u64 << 20).to_le_bytes().to_vec(),
+            Field::Entry,
+            0,
+        ),
+        (
+            first + L::JB_ENTRIES + 8,
+            ((1u64 << 56) | 100_000).to_le_bytes().to_vec(),
+            Field::Entry,
+            0,
+        ),
+        (first + MD_BLOCK_SIZE - 1, [1u8].to_vec(), Field::Entry, 0),
+        (
+            big + MD_BLOCK_SIZE + L::JB_COUNT,
+            251u32.to_le_bytes().to_vec(),
+            Field::Count,
+            2,
+        ),
+        (
+            big + MD_BLOCK_SIZE + L::JB_SEQ,
+            7u64.to_le_bytes().to_vec(),
+            Field::Seq,
+            2,
+        ),
+        (
+            big + MD_BLOCK_SIZE + L::JB_BLOCKS,
+            2u32.to_le_bytes().to_vec(),
+            Field::Blocks,
+            2,
+        ),
+        (
+            big + MD_BLOCK_SIZE + L::JB_MAGIC,
+            b"DMRR".to_vec(),
+            Field::Magic,
+            2,
+        ),
+        (
+            big + MD_BLOCK_SIZE + L::JB_BASE_SEQ,
+            2u64.to_le_bytes().to_vec(),
+            Field::BaseSeq,
+            2,
+        ),
+    ];
+    for (off, bytes, field, commits) in cases {
+        let mut img = ji.img.clone();
+        img[off..off + bytes.len()].copy_from_slice(&bytes);
+        let blk = off / MD_BLOCK_SIZE * MD_BLOCK_SIZE;
+        seal(&mut img[blk..blk + MD_BLOCK_SIZE]);
+        let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+        assert_eq!(got, ji.want(commits), "offset {off:#x}");
+        assert!(
+            matches!(l.journal.end, JournalEnd::Invalid { field: f, .. } if f == field),
+            "offset {off:#x}: {:?}, want {field:?}",
+            l.journal.end
+        );
+    }
+    // An intact block of another kind, or of an older journal, at the head: a clean end.
+    for (off, bytes) in [
+        (first + L::JB_MAGIC, b"DMRR".to_vec()),
+        (first + L::JB_BASE_SEQ, 2u64.to_le_bytes().to_vec()),
+    ] {
+        let mut img = ji.img.clone();
+        img[off..off + bytes.len()].copy_from_slice(&bytes);
+        seal(&mut img[first..first + MD_BLOCK_SIZE]);
+        let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+        assert_eq!((got, l.journal.end), (ji.base.clone(), JournalEnd::Clean));
+    }
+}
+
+#[test]
+fn checkpoints_restart_the_journal() {
+    let ji = jimage();
+    let set = ji.set;
+    let mut img = ji.img.clone();
+    // Checkpoint: the whole index as copy B with a new sequence number. A's journal is older.
+    let state = ji.want(3);
+    let sb = commit(&mut img, &set, CopyId::B, 7, &state);
+    let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(
+        (l.winner, got.clone(), l.journal.end),
+        (CopyId::B, state.clone(), JournalEnd::Clean)
+    );
+    assert_eq!(l.other, CopyStatus::Valid { seq: 3 });
+    assert_eq!(l.journal.journal, Journal::after(&sb));
+    // A journal on B, then a checkpoint to A with fewer records: the old journal blocks left
+    // in A's record area are not replayed (another base sequence number).
+    let mut j = Journal::after(&sb);
+    let c8: Vec<Change> = state.iter().skip(5).map(|&(b, _)| (b, None)).collect();
+    jcommit(&mut img, &set, &mut j, 8, &c8);
+    let state2 = model(&state, &[&c8]);
+    let (_, got, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(got, state2);
+    let sb_a = commit(&mut img, &set, CopyId::A, 9, &state2);
+    assert!(Journal::after(&sb_a).first < ji.journal.head);
+    let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(
+        (l.winner, got, l.journal.end),
+        (CopyId::A, state2.clone(), JournalEnd::Clean)
+    );
+    // A checkpoint torn by a crash (superblock not written): B and its journal still win.
+    let mut img2 = img.clone();
+    let bsb = (set.geometry.sb_sector(CopyId::A) * SECTOR_SIZE) as usize;
+    img2[bsb..bsb + MD_BLOCK_SIZE].fill(0);
+    let (l, got, _) = load_img(&img2, &Expect::default()).unwrap();
+    assert_eq!(
+        (l.winner, got, l.journal.journal.commits),
+        (CopyId::B, state2, 1)
+    );
+    // The journal fills the copy's record area: replay stops there, the encoder refuses more.
+    let mut j = Journal::after(&sb_a);
+    let mut seq = 10;
+    while j.free() > 0 {
+        jcommit(
+            &mut img,
+            &set,
+            &mut j,
+            seq,
+            &[(3000 + seq, Some(Entry::Pending))],
+        );
+        seq += 1;
+    }
+    let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(l.journal.end, JournalEnd::Full);
+    assert_eq!(l.journal.journal.commits, u64::from(j.used()));
+    assert_eq!(got.len(), 5 + j.used() as usize);
+    let mut buf = vec![0u8; MD_BLOCK_SIZE];
+    assert_eq!(
+        encode_journal(&set, &j, seq, [(1, None)].into_iter(), &mut buf),
+        Err(EncodeError::JournalSpace)
+    );
+}
+
+#[test]
+fn journal_encoder_refusals() {
+    let set = jset();
+    let mut img = blank(&set);
+    let sb = commit(&mut img, &set, CopyId::A, 5, &Vec::new());
+    let j = Journal::after(&sb);
+    let mut buf = vec![0u8; MD_BLOCK_SIZE];
+    let one = |e| [(3u64, e)].into_iter();
+    assert_eq!(
+        encode_journal(&set, &j, 5, one(None), &mut buf),
+        Err(EncodeError::Seq)
+    );
+    assert_eq!(
+        encode_journal(&set, &j, 6, core::iter::empty(), &mut buf),
+        Ok(0)
+    );
+    assert_eq!(
+        encode_journal(&set, &j, 6, [(1u64 << 30, None)].into_iter(), &mut buf),
+        Err(EncodeError::Record {
+            block: 1 << 30,
+            problem: RecordProblem::BlockOutOfRange
+        })
+    );
+    let slot = set.geometry.data_slots;
+    assert_eq!(
+        encode_journal(&set, &j, 6, one(Some(Entry::Remapped { slot })), &mut buf),
+        Err(EncodeError::Record {
+            block: 3,
+            problem: RecordProblem::SlotOutOfRange
+        })
+    );
+    // 253 changes need two blocks: refused with a one-block buffer.
+    let many = (0..253u64).map(|b| (b, Some(Entry::Pending)));
+    assert_eq!(
+        encode_journal(&set, &j, 6, many.clone(), &mut buf),
+        Err(EncodeError::JournalSpace)
+    );
+    let mut buf2 = vec![0u8; 2 * MD_BLOCK_SIZE];
+    assert_eq!(encode_journal(&set, &j, 6, many, &mut buf2), Ok(2));
+}
+
+#[test]
+fn version_2_copies_have_no_journal() {
+    let ji = jimage();
+    let mut img = ji.img.clone();
+    // The same image with copy A's superblock as version 2 wrote it: its journal is ignored.
+    let s = (ji.set.geometry.sb_sector(CopyId::A) * SECTOR_SIZE) as usize;
+    put_u32(&mut img[s..s + MD_BLOCK_SIZE], L::SB_VERSION, 2);
+    seal(&mut img[s..s + MD_BLOCK_SIZE]);
+    let (l, got, _) = load_img(&img, &Expect::default()).unwrap();
+    assert_eq!(
+        (l.sb.version, got, l.journal.end),
+        (2, ji.base.clone(), JournalEnd::None)
+    );
+    assert_eq!(l.next_seq, 4);
+}
+
+#[test]
+fn journal_read_errors_fail_the_load() {
+    struct Failing<'a>(&'a [u8], u64);
+    impl SpareRead for Failing<'_> {
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+            if sector == self.1 {
+                return Err(IoError);
+            }
+            Image(self.0).read(sector, buf)
+        }
+    }
+    let ji = jimage();
+    let sector = (ji.ranges[1].start as u64) / SECTOR_SIZE;
+    let mut buf = vec![0u8; MD_BLOCK_SIZE];
+    let mut bits = vec![0u64; words_for(ji.set.geometry.data_slots)];
+    let r = load(
+        &mut Failing(&ji.img, sector),
+        ji.img.len() as u64 / SECTOR_SIZE,
+        &Expect::default(),
+        &mut buf,
+        &mut bits,
+        |_, _| Ok(()),
+        |_, _| Ok(()),
+    );
+    assert_eq!(r.err(), Some(LoadError::JournalIo { sector }));
 }

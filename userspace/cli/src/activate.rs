@@ -1,7 +1,7 @@
 //! `dmremap activate` and `deactivate`: bring remap sets up from what their spares record, the
 //! way LVM (`pvscan --cache -aay`) and mdadm (`--incremental`) assemble from udev events.
 //!
-//! A spare's metadata (format version 2) records the set UUID, the device-mapper name, the
+//! A spare's metadata (format version 2 or later) records the set UUID, the device-mapper name, the
 //! target's place in the device (begin, length), the block size, the main offset and size, and
 //! the main device's stable identity (`main_id`, see `dmremap_lib::ident`). Activation reads the
 //! metadata of the given spare (or of every block device with `--all`), finds the main device
@@ -92,6 +92,7 @@ pub fn read_set(dev: &BlockDevice) -> Option<Superblock> {
         &Expect::default(),
         &mut buf,
         &mut bits,
+        |_, _| Ok(()),
         |_, _| Ok(()),
     )
     .ok()

@@ -1,12 +1,14 @@
 //! `dmremap inspect`: offline decode and validation of the metadata on a spare device or image
 //! file, with the codec the kernel module uses (`dmremap_core::metadata`). Nothing is written.
 //!
-//! Prints each copy's superblock (or why it is not valid), which copy wins, the geometry, the
-//! record counts and, with `--records`, every record of the winning copy.
+//! Prints each copy's superblock (or why it is not valid), which copy wins, its journal (the
+//! commits since that copy, replayed on top of it), the geometry, the record counts and, with
+//! `--records`, every record of the index (winning copy plus journal).
 //!
 //! Exit status: 0 when a valid copy exists (also when the other copy is bad: the report says
 //! so), 1 when there is none (blank or damaged spare, read error), 3 when the path does not exist.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -15,8 +17,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use dmremap_core::alloc::words_for;
 use dmremap_core::metadata::{
-    check_copy, load, probe, CopyError, CopyId, CopyStatus, CopyTotals, Expect, IoError, LoadError,
-    Loaded, Probe, SpareRead, Superblock, MD_BLOCK_SIZE, SECTOR_SIZE,
+    check_copy, load, probe, CopyError, CopyId, CopyStatus, CopyTotals, Expect, IoError,
+    JournalEnd, LoadError, Loaded, Probe, SpareRead, Superblock, MD_BLOCK_SIZE, SECTOR_SIZE,
 };
 use dmremap_core::remap::Entry;
 use serde_json::{json, Value};
@@ -28,7 +30,8 @@ use crate::error::{CliError, Kind};
 pub struct InspectArgs {
     /// Spare device or image file.
     pub path: PathBuf,
-    /// Also list every record (block, state, slot) of the winning copy.
+    /// Also list every record (block, state, slot) of the index: the winning copy with its
+    /// journal replayed.
     #[arg(long)]
     pub records: bool,
 }
@@ -228,7 +231,8 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<(), CliError> {
     ];
 
     let mut bits = vec![0u64; p.bitmap_words()];
-    let mut records: Vec<(u64, Entry)> = Vec::new();
+    let mut index: BTreeMap<u64, Entry> = BTreeMap::new();
+    let mut journal: Vec<(u64, Option<Entry>)> = Vec::new();
     let want_records = args.records;
     let loaded = load(
         &mut dev,
@@ -237,12 +241,21 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<(), CliError> {
         &mut buf,
         &mut bits,
         |b, e| {
-            if want_records {
-                records.push((b, e));
-            }
+            index.insert(b, e);
+            Ok(())
+        },
+        |b, e| {
+            journal.push((b, e));
             Ok(())
         },
     );
+    for (b, e) in journal {
+        match e {
+            Some(e) => index.insert(b, e),
+            None => index.remove(&b),
+        };
+    }
+    let records: Vec<(u64, Entry)> = index.into_iter().collect();
     let io_note = dev
         .last_error
         .as_ref()
@@ -262,7 +275,8 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<(), CliError> {
             status,
             &copies,
             &loaded,
-            want_records.then_some(&records[..]),
+            &records,
+            want_records,
         );
     } else {
         print_text(
@@ -271,7 +285,8 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<(), CliError> {
             status,
             &copies,
             &loaded,
-            want_records.then_some(&records[..]),
+            &records,
+            want_records,
         );
     }
     match loaded {
@@ -283,13 +298,49 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<(), CliError> {
     }
 }
 
+/// Remapped and pending records of the index.
+fn counts(records: &[(u64, Entry)]) -> (u64, u64) {
+    let pending = records
+        .iter()
+        .filter(|(_, e)| matches!(e, Entry::Pending))
+        .count() as u64;
+    (records.len() as u64 - pending, pending)
+}
+
+fn end_text(end: &JournalEnd) -> String {
+    match end {
+        JournalEnd::None => "none".into(),
+        JournalEnd::Clean => "clean".into(),
+        JournalEnd::Full => "full".into(),
+        e => e.to_string(),
+    }
+}
+
+fn journal_json(l: &Loaded) -> Value {
+    let j = &l.journal.journal;
+    let set = &l.sb.set;
+    json!({
+        "copy": j.copy.name(),
+        "base_seq": j.base_seq,
+        "last_seq": j.last_seq,
+        "commits": j.commits,
+        "entries": l.journal.entries,
+        "blocks_used": j.used(),
+        "blocks_free": j.free(),
+        "first_sector": j.sector(set, j.first),
+        "next_sector": j.sector(set, j.head),
+        "end": end_text(&l.journal.end),
+    })
+}
+
 fn print_json(
     shown: &str,
     sectors: u64,
     status: &str,
     copies: &[CopyReport; 2],
     loaded: &Result<Loaded, LoadError>,
-    records: Option<&[(u64, Entry)]>,
+    records: &[(u64, Entry)],
+    want_records: bool,
 ) {
     let mut v = json!({
         "path": shown,
@@ -311,13 +362,18 @@ fn print_json(
             };
             v["next_commit"] = json!({ "copy": l.commit_target().name(), "seq": l.next_seq });
             v["superblock"] = superblock_json(&l.sb);
+            v["journal"] = journal_json(l);
+            let (remapped, pending) = counts(records);
             v["counts"] = json!({
-                "records": l.sb.nr_records,
-                "remapped": l.sb.nr_remapped,
-                "pending": l.sb.nr_pending,
+                "records": records.len(),
+                "remapped": remapped,
+                "pending": pending,
             });
-            if let Some(r) = records {
-                v["records"] = r.iter().map(|&(b, e)| entry_json(b, e, &l.sb)).collect();
+            if want_records {
+                v["records"] = records
+                    .iter()
+                    .map(|&(b, e)| entry_json(b, e, &l.sb))
+                    .collect();
             }
         }
         Err(e) => {
@@ -334,7 +390,8 @@ fn print_text(
     status: &str,
     copies: &[CopyReport; 2],
     loaded: &Result<Loaded, LoadError>,
-    records: Option<&[(u64, Entry)]>,
+    records: &[(u64, Entry)],
+    want_records: bool,
 ) {
     println!("spare: {shown} ({sectors} sectors)");
     println!("status: {status}");
@@ -351,10 +408,27 @@ fn print_text(
             println!("other: copy {} BAD, to be rewritten: {e}", l.winner.other())
         }
     }
+    let j = &l.journal.journal;
+    if l.journal.end == JournalEnd::None {
+        println!("journal: none (format version {})", sb.version);
+    } else {
+        println!(
+            "journal: behind copy {}, {} commits (seq {}..{}), {} entries, {} blocks used, {} free; next at sector {}; end: {}",
+            j.copy,
+            j.commits,
+            j.base_seq,
+            j.last_seq,
+            l.journal.entries,
+            j.used(),
+            j.free(),
+            j.sector(&sb.set, j.head),
+            end_text(&l.journal.end)
+        );
+    }
     println!(
-        "next commit: copy {} with seq {}",
-        l.commit_target(),
-        l.next_seq
+        "next commit: seq {}; next checkpoint: copy {}",
+        l.next_seq,
+        l.commit_target()
     );
     println!(
         "set: uuid {} (device-mapper uuid REMAP-{}), name {:?}, format version {}",
@@ -382,11 +456,16 @@ fn print_text(
         g.meta_b_start + g.meta_sectors,
         g.record_capacity
     );
+    let (remapped, pending) = counts(records);
     println!(
-        "records: {} ({} remapped, {} pending)",
-        sb.nr_records, sb.nr_remapped, sb.nr_pending
+        "records: {} ({remapped} remapped, {pending} pending; copy {}: {}, journal: {} changes)",
+        records.len(),
+        l.winner,
+        sb.nr_records,
+        l.journal.entries
     );
-    if let Some(r) = records {
+    if want_records {
+        let r = records;
         println!(
             "{:>20}  {:<8}  {:>12}  {:>14}",
             "block", "state", "slot", "spare sector"

@@ -103,7 +103,8 @@ fn valid_image_text_and_json() {
         "copy A (superblock at sector 0): valid, seq 3, 5 records (4 remapped, 1 pending)",
         "copy B (superblock at sector 16376): valid, seq 2, 4 records (3 remapped, 1 pending)",
         "winner: copy A (seq 3)",
-        "next commit: copy B with seq 4",
+        "next commit: seq 4; next checkpoint: copy B",
+        "journal: behind copy A, 0 commits (seq 3..3)",
         "uuid 6f1c2a90-1122-4344-8566-778899aabbcc",
         "id \"QM00001-test\"",
         "block size 4096 bytes",
@@ -320,10 +321,30 @@ fn header_structs_match_the_codec() {
     for (i, (h, c)) in rbf.iter().enumerate() {
         assert_eq!(h, c, "record block field #{i}");
     }
+    use uapi::dmr_md_journal_block as jb;
+    assert_eq!(size_of::<jb>(), MD_BLOCK_SIZE);
+    let jbf = [
+        (offset_of!(jb, magic), layout::JB_MAGIC),
+        (offset_of!(jb, crc), layout::JB_CRC),
+        (offset_of!(jb, seq), layout::JB_SEQ),
+        (offset_of!(jb, uuid), layout::JB_UUID),
+        (offset_of!(jb, base_seq), layout::JB_BASE_SEQ),
+        (offset_of!(jb, prev_seq), layout::JB_PREV_SEQ),
+        (offset_of!(jb, index), layout::JB_INDEX),
+        (offset_of!(jb, blocks), layout::JB_BLOCKS),
+        (offset_of!(jb, count), layout::JB_COUNT),
+        (offset_of!(jb, commit_crc), layout::JB_COMMIT_CRC),
+        (offset_of!(jb, entries), layout::JB_ENTRIES),
+    ];
+    for (i, (h, c)) in jbf.iter().enumerate() {
+        assert_eq!(h, c, "journal block field #{i}");
+    }
     use dmremap_core::metadata as m;
     assert_eq!(uapi::DMR_MD_VERSION, m::VERSION);
     assert_eq!(uapi::DMR_MD_SB_MAGIC, m::SB_MAGIC);
     assert_eq!(uapi::DMR_MD_RB_MAGIC, m::RB_MAGIC);
+    assert_eq!(uapi::DMR_MD_JB_MAGIC, m::JB_MAGIC);
+    assert_eq!(uapi::DMR_MD_STATE_REMOVED as u64, m::STATE_REMOVED);
     assert_eq!(uapi::DMR_MD_BLOCK_SIZE as usize, m::MD_BLOCK_SIZE);
     assert_eq!(
         uapi::DMR_MD_RECORDS_PER_BLOCK as usize,
@@ -370,7 +391,7 @@ fn header_structs_match_the_codec() {
     assert_eq!(u64_at(offset_of!(sb, spare_sectors)), SPARE_SECTORS);
     assert_eq!(u32_at(offset_of!(sb, block_size)), 4096);
     assert_eq!(&img[offset_of!(sb, uuid)..offset_of!(sb, uuid) + 16], &UUID);
-    assert_eq!(u32_at(offset_of!(sb, version)), 2);
+    assert_eq!(u32_at(offset_of!(sb, version)), 3);
     assert_eq!(
         &img[offset_of!(sb, main_id)..offset_of!(sb, main_id) + 12],
         b"QM00001-test"
@@ -378,4 +399,59 @@ fn header_structs_match_the_codec() {
     let r0 = 8 * 512 + offset_of!(rb, records);
     assert_eq!(u64_at(r0 + offset_of!(dmr_md_record, block)), 7);
     assert_eq!(u64_at(r0 + offset_of!(dmr_md_record, state_slot)), 1 << 56);
+}
+
+#[test]
+fn journal_is_replayed_and_reported() {
+    use dmremap_core::metadata::{encode_journal, probe, Journal};
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut img) = write_image(dir.path());
+    let set = set();
+    let mut buf = vec![0u8; MD_BLOCK_SIZE];
+    let sb = probe(&mut Image(&img[..]), SPARE_SECTORS, &mut buf)
+        .unwrap()
+        .a
+        .unwrap();
+    let mut j = Journal::after(&sb);
+    // Commit 4: block 100 (pending) healed into slot 2, block 7 unremapped, block 300 pending.
+    let changes = [
+        (100, Some(Entry::Remapped { slot: 2 })),
+        (7, None),
+        (300, Some(Entry::Pending)),
+    ];
+    let n = encode_journal(&set, &j, 4, changes.into_iter(), &mut buf).unwrap();
+    let at = (j.sector(&set, j.head) * 512) as usize;
+    img[at..at + MD_BLOCK_SIZE].copy_from_slice(&buf);
+    j.advance(n, 4);
+    std::fs::write(&path, &img).unwrap();
+    let p = path.to_str().unwrap();
+    let out = inspect(&[p, "--json", "--records"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = json_of(&out);
+    assert_eq!(v["journal"]["commits"], 1);
+    assert_eq!(v["journal"]["last_seq"], 4);
+    assert_eq!(v["journal"]["end"], "clean");
+    assert_eq!(v["journal"]["next_sector"], j.sector(&set, j.head));
+    assert_eq!(v["next_commit"]["seq"], 5);
+    assert_eq!(v["counts"]["records"], 5);
+    assert_eq!(v["counts"]["remapped"], 4);
+    assert_eq!(v["counts"]["pending"], 1);
+    let blocks: Vec<u64> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["block"].as_u64().unwrap())
+        .collect();
+    assert_eq!(blocks, [100, 300, 4096, 200_000, 250_000]);
+    // A torn journal block: the commit is not replayed, and the report says why.
+    img[at + 2000] ^= 1;
+    std::fs::write(&path, &img).unwrap();
+    let out = inspect(&[p]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("0 commits"), "{text}");
+    assert!(
+        text.contains("field crc: checksum mismatch (torn or damaged commit)"),
+        "{text}"
+    );
+    assert!(text.contains("records: 5 (4 remapped, 1 pending"), "{text}");
 }
