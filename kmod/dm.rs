@@ -48,6 +48,8 @@ mod raw {
 pub(crate) mod uapi {
     pub(crate) use super::raw::{
         dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
+        dmr_bench_op_DMR_BENCH_FILL_DENSE as BENCH_FILL_DENSE,
+        dmr_bench_op_DMR_BENCH_FILL_SCATTERED as BENCH_FILL_SCATTERED,
         dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT,
         dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP, dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP,
         dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
@@ -86,7 +88,8 @@ pub(crate) mod uapi {
     const _: () = assert!(core::mem::size_of::<dmr_version>() == 56);
     const _: () = assert!(core::mem::size_of::<dmr_bench>() == 112);
     const _: () = assert!(core::mem::offset_of!(dmr_bench, iterations) == 16);
-    const _: () = assert!(core::mem::offset_of!(dmr_bench, reserved) == 80);
+    const _: () = assert!(core::mem::offset_of!(dmr_bench, index_bytes) == 80);
+    const _: () = assert!(core::mem::offset_of!(dmr_bench, reserved) == 88);
     const _: () = assert!(core::mem::size_of::<dmr_event>() == 48);
     const _: () = assert!(core::mem::size_of::<dmr_events>() == 88);
     const _: () = assert!(core::mem::size_of::<dmr_events_seek>() == 48);
@@ -1010,6 +1013,20 @@ impl RcuIndex {
         // SAFETY: the xarray is initialised; updates are serialised by its own lock.
         unsafe { raw::dmr_xa_erase(self.xa.get(), index as c_ulong, &mut v) }.then_some(v as u64)
     }
+}
+
+/// Kernel memory in slab caches and vmalloc areas, in bytes (system-wide counters: other
+/// allocations running meanwhile count too). Any context.
+pub(crate) fn kernel_mem_bytes() -> u64 {
+    // SAFETY: reads global counters; no preconditions.
+    unsafe { raw::dmr_kernel_mem_bytes() as u64 }
+}
+
+/// Wait until the callbacks of every RCU grace period started so far have run (memory that was
+/// queued for freeing after a grace period is freed). Process context; sleeps.
+pub(crate) fn rcu_barrier() {
+    // SAFETY: no preconditions beyond process context, which the caller provides.
+    unsafe { raw::dmr_rcu_barrier() }
 }
 
 impl Drop for RcuIndex {

@@ -13,6 +13,7 @@
 #include <linux/sched/task_stack.h>
 #include <linux/mm.h>
 #include <linux/vmalloc.h>
+#include <linux/vmstat.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/workqueue.h>
@@ -420,6 +421,19 @@ bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value)
 		return false;
 	*value = xa_to_value(entry);
 	return true;
+}
+
+/* Kernel memory in slab caches and vmalloc areas, in bytes (global counters). */
+unsigned long dmr_kernel_mem_bytes(void)
+{
+	return (global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B) +
+		global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B) +
+		global_node_page_state(NR_VMALLOC)) << PAGE_SHIFT;
+}
+
+void dmr_rcu_barrier(void)
+{
+	rcu_barrier();
 }
 
 /*

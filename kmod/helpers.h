@@ -102,6 +102,8 @@ int dmr_xa_store(struct xarray *xa, unsigned long index, unsigned long value);
 bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value);
 bool dmr_xa_find(struct xarray *xa, unsigned long *index, unsigned long max, unsigned long *value);
 bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value);
+unsigned long dmr_kernel_mem_bytes(void);
+void dmr_rcu_barrier(void);
 
 struct dmr_worker;
 struct dmr_worker *dmr_worker_new(struct dm_target *ti, void (*fn)(struct dm_target *ti));
