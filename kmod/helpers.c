@@ -391,10 +391,12 @@ struct bio *dmr_bio_list_pop(struct bio_list *bl)
  * Leaves and directories that are unlinked are freed after an RCU grace period (kfree_rcu /
  * kvfree_rcu), so a reader never touches freed memory. Directory slots beyond `n` are always NULL.
  *
- * Leaf i holds the blocks in [key[i], key[i + 1]) (key[0] is 0); no leaf is empty. A full leaf is
- * split in half, except when the new block goes to its end: then the new block starts a leaf of
- * its own, so ascending inserts fill leaves completely. A leaf that falls to a quarter is merged
- * with a neighbour when both fit in half a leaf.
+ * Leaf i holds the blocks in [key[i], key[i + 1]) (key[0] is 0); no leaf is empty but the only
+ * one (kept when the index empties, so that an index going between empty and one entry does not
+ * allocate and free a leaf each time). A full leaf is split in half, except when the new block
+ * goes to its end: then the new block starts a leaf of its own, so ascending inserts fill leaves
+ * completely. A leaf that falls to a quarter is merged with a neighbour when both fit in half a
+ * leaf.
  */
 #define DMR_LEAF_HINTS 256
 #define DMR_LEAF_CAP 238	/* what fits in 4 KiB beside the header (hint entries are bytes) */
@@ -549,7 +551,7 @@ static noinline bool dmr_dir_next(const struct dmr_dir *d, unsigned int i, unsig
  * First entry in [first, last]: the reader's search, on a directory that a writer may be changing.
  * Every value it reads is checked against what a consistent index guarantees (ranges within
  * bounds, leaves present and not empty); one that is not answers "not found" at once, which the
- * caller's sequence check then retries.
+ * caller's sequence check then retries (or confirms: an empty only leaf means an empty index).
  */
 static __always_inline bool dmr_dir_find(const struct dmr_dir *d, u64 first, u64 last,
 					 u64 *block, u64 *value)
@@ -830,7 +832,7 @@ bool dmr_index_erase(struct dmr_index *ix, u64 block, u64 *value)
 	memmove(l->val + p, l->val + p + 1, (l->n - p - 1) * sizeof(*l->val));
 	l->n--;
 	dmr_leaf_rehint_at(l, p, block, -1);
-	if (!l->n) {
+	if (!l->n && d->n > 1) {
 		gone = l;
 		dmr_dir_remove(d, i);
 	} else if (l->n <= DMR_LEAF_CAP / 4) {
