@@ -43,6 +43,8 @@ enum dmr_bench_op {
 	DMR_BENCH_INSERT = 3, /* remap-index insert of a new block (and erase) */
 	DMR_BENCH_ALLOC_FULL = 4, /* spare with `entries` slots taken and one free: allocate it,
 				   * fail an allocation on the full spare, free it */
+	DMR_BENCH_FILL_DENSE = 5, /* inserts filling an empty index with `entries` consecutive blocks */
+	DMR_BENCH_FILL_SCATTERED = 6, /* the same with every 64th block */
 };
 
 #define DMR_BENCH_MAX_ITERATIONS 10000000ULL
@@ -52,6 +54,8 @@ enum dmr_bench_op {
  * DMR_IOC_BENCH: run `iterations` operations of `op` in the kernel on a private index pre-filled
  * with `entries` remaps (not on any live target) and report per-operation times in nanoseconds,
  * measured with ktime in batches of `batch` operations (each sample is a batch's time / batch).
+ * The fill operations time the `entries` inserts themselves (`iterations` is not used) and report
+ * in `index_bytes` the kernel memory (slab and vmalloc, system-wide counters) that grew meanwhile.
  */
 struct dmr_bench {
 	__u32 size;        /* in: sizeof(struct dmr_bench) */
@@ -66,7 +70,8 @@ struct dmr_bench {
 	__u64 ns_max;      /* out */
 	__u64 ns_total;    /* out: wall time of the timed part */
 	__u64 samples;     /* out: number of samples */
-	__u64 reserved[4]; /* in: 0; out: 0 */
+	__u64 index_bytes; /* in: 0; out: fill operations: memory of the filled index, else 0 */
+	__u64 reserved[3]; /* in: 0; out: 0 */
 };
 
 #define DMR_IOC_VERSION _IOWR(DMR_IOCTL_MAGIC, 0x00, struct dmr_version)

@@ -15,8 +15,8 @@ use kernel::uaccess::UserSlice;
 
 use crate::alloc::{storage_words, SlotAllocator};
 use crate::dm::{
-    capable_sys_admin, cond_resched, event_published, event_wait, kiocb_nonblock, uapi, PollDevice,
-    RcuIndex,
+    capable_sys_admin, cond_resched, event_published, event_wait, kernel_mem_bytes, kiocb_nonblock,
+    rcu_barrier, uapi, PollDevice, RcuIndex,
 };
 use crate::events;
 use crate::remap::Entry;
@@ -239,20 +239,26 @@ impl Rng {
 fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
     if b.size as usize != core::mem::size_of::<uapi::dmr_bench>()
         || b.flags != 0
-        || b.reserved != [0; 4]
+        || b.index_bytes != 0
+        || b.reserved != [0; 3]
     {
         return Err(EINVAL);
     }
+    let fill = matches!(b.op, uapi::BENCH_FILL_DENSE | uapi::BENCH_FILL_SCATTERED);
     let batch = if b.batch == 0 { 16 } else { u64::from(b.batch) };
+    // The fill operations time their `entries` inserts.
+    let ops = if fill { b.entries } else { b.iterations };
     if batch > 1024
         || b.iterations == 0
         || b.iterations > u64::from(uapi::DMR_BENCH_MAX_ITERATIONS)
         || b.entries > u64::from(uapi::DMR_BENCH_MAX_ENTRIES)
-        || b.iterations.div_ceil(batch) > MAX_SAMPLES
+        || ops == 0
+        || ops.div_ceil(batch) > MAX_SAMPLES
     {
         return Err(EINVAL);
     }
-    let nsamples = b.iterations.div_ceil(batch) as usize;
+    let nsamples = ops.div_ceil(batch) as usize;
+    let mut index_bytes = 0;
     // Up to 8 MiB: vmalloc-backed.
     let mut samples = KVVec::with_capacity(nsamples, GFP_KERNEL)?;
     let entries = b.entries;
@@ -331,6 +337,27 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
                 err?;
             }
         }
+        uapi::BENCH_FILL_DENSE | uapi::BENCH_FILL_SCATTERED => {
+            let step = if b.op == uapi::BENCH_FILL_DENSE {
+                1
+            } else {
+                64
+            };
+            let idx = RcuIndex::new()?;
+            // Memory freed after a grace period (earlier indexes) goes back first.
+            rcu_barrier();
+            let before = kernel_mem_bytes();
+            let mut i = 0;
+            let mut err = Ok(());
+            time_batches(&mut samples, nsamples, batch, || {
+                if i < entries && err.is_ok() {
+                    err = idx.store(i * step, Entry::Remapped { slot: i }.encode());
+                    i += 1;
+                }
+            })?;
+            err?;
+            index_bytes = kernel_mem_bytes().saturating_sub(before);
+        }
         _ => return Err(EINVAL),
     }
     let total = t0.elapsed().as_nanos().max(0) as u64;
@@ -354,7 +381,8 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
         ns_max: samples.last().copied().unwrap_or(0),
         ns_total: total,
         samples: samples.len() as u64,
-        reserved: [0; 4],
+        index_bytes,
+        reserved: [0; 3],
     })
 }
 

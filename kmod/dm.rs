@@ -49,6 +49,8 @@ pub(crate) mod uapi {
     pub(crate) use super::raw::{
         dmr_bench, dmr_bench_op_DMR_BENCH_ALLOC as BENCH_ALLOC,
         dmr_bench_op_DMR_BENCH_ALLOC_FULL as BENCH_ALLOC_FULL,
+        dmr_bench_op_DMR_BENCH_FILL_DENSE as BENCH_FILL_DENSE,
+        dmr_bench_op_DMR_BENCH_FILL_SCATTERED as BENCH_FILL_SCATTERED,
         dmr_bench_op_DMR_BENCH_INSERT as BENCH_INSERT,
         dmr_bench_op_DMR_BENCH_LOOKUP as BENCH_LOOKUP, dmr_bench_op_DMR_BENCH_NOOP as BENCH_NOOP,
         dmr_event, dmr_event_type_DMR_EV_IO_ERROR as EV_IO_ERROR,
@@ -87,7 +89,8 @@ pub(crate) mod uapi {
     const _: () = assert!(core::mem::size_of::<dmr_version>() == 56);
     const _: () = assert!(core::mem::size_of::<dmr_bench>() == 112);
     const _: () = assert!(core::mem::offset_of!(dmr_bench, iterations) == 16);
-    const _: () = assert!(core::mem::offset_of!(dmr_bench, reserved) == 80);
+    const _: () = assert!(core::mem::offset_of!(dmr_bench, index_bytes) == 80);
+    const _: () = assert!(core::mem::offset_of!(dmr_bench, reserved) == 88);
     const _: () = assert!(core::mem::size_of::<dmr_event>() == 48);
     const _: () = assert!(core::mem::size_of::<dmr_events>() == 88);
     const _: () = assert!(core::mem::size_of::<dmr_events_seek>() == 48);
@@ -971,13 +974,15 @@ impl Drop for BioList {
     }
 }
 
-/// An integer map from block number to value, with lock-free (RCU) lookups for the I/O path and
-/// locked, possibly allocating updates for process context. Values are below 2^62.
+/// An integer map from block number to value, with lock-free lookups for the I/O path (any
+/// context: RCU and a sequence count, no lock, no allocation) and locked, possibly allocating
+/// updates for process context. Values are below 2^62. The map is the C index `dmr_index`
+/// (`helpers.c`): sorted leaves of up to 238 entries (4 KiB each) under a directory.
 pub(crate) struct RcuIndex {
-    xa: Pin<KBox<Opaque<raw::xarray>>>,
+    ix: ptr::NonNull<raw::dmr_index>,
 }
 
-// SAFETY: the xarray synchronises its own updates (internal spinlock) and lookups (RCU).
+// SAFETY: the C index synchronises its own updates (a mutex) and lookups (RCU, sequence count).
 unsafe impl Send for RcuIndex {}
 // SAFETY: as above; all methods take `&self`.
 unsafe impl Sync for RcuIndex {}
@@ -985,54 +990,69 @@ unsafe impl Sync for RcuIndex {}
 impl RcuIndex {
     /// An empty index.
     pub(crate) fn new() -> Result<Self> {
-        let xa = KBox::pin(Opaque::<raw::xarray>::uninit(), GFP_KERNEL)?;
-        // SAFETY: the memory is ours and pinned; `xa_init` initialises it before any use.
-        unsafe { raw::dmr_xa_init(xa.get()) };
-        Ok(RcuIndex { xa })
+        // SAFETY: no preconditions; NULL when the allocation failed.
+        let ix = unsafe { raw::dmr_index_new() };
+        ptr::NonNull::new(ix)
+            .map(|ix| RcuIndex { ix })
+            .ok_or(ENOMEM)
     }
 
     /// Value stored for `index`. Any context.
     pub(crate) fn get(&self, index: u64) -> Option<u64> {
-        let mut v: c_ulong = 0;
-        // SAFETY: the xarray is initialised; `xa_load` takes the RCU read lock itself.
-        unsafe { raw::dmr_xa_load(self.xa.get(), index as c_ulong, &mut v) }.then_some(v as u64)
+        self.first_in(index, index).map(|(_, v)| v)
     }
 
     /// First entry with index in `first..=last`. Any context.
     pub(crate) fn first_in(&self, first: u64, last: u64) -> Option<(u64, u64)> {
-        let mut i = first as c_ulong;
-        let mut v: c_ulong = 0;
-        // SAFETY: the xarray is initialised; `xa_find` takes the RCU read lock itself.
-        unsafe { raw::dmr_xa_find(self.xa.get(), &mut i, last as c_ulong, &mut v) }
-            .then_some((i as u64, v as u64))
+        let mut b = 0u64;
+        let mut v = 0u64;
+        // SAFETY: the index lives as long as `self`; the lookup takes the RCU read lock itself,
+        // never sleeps or allocates, and writes `b`/`v` only.
+        unsafe { raw::dmr_index_find(self.ix.as_ptr(), first, last, &mut b, &mut v) }
+            .then_some((b, v))
     }
 
-    /// Store `value` at `index`. Process context (may allocate, with `GFP_NOIO`, and sleep).
+    /// Store `value` at `index`. Process context (may allocate, with `GFP_NOIO`, and sleep). On
+    /// failure (`ENOMEM`) the index is unchanged.
     pub(crate) fn store(&self, index: u64, value: u64) -> Result {
         if value >= 1 << 62 {
             return Err(EINVAL);
         }
-        // SAFETY: the xarray is initialised; updates are serialised by its own lock.
-        let ret = unsafe { raw::dmr_xa_store(self.xa.get(), index as c_ulong, value as c_ulong) };
+        // SAFETY: the index lives as long as `self`; updates are serialised by its own mutex.
+        let ret = unsafe { raw::dmr_index_store(self.ix.as_ptr(), index, value) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
         }
         Ok(())
     }
 
-    /// Remove the entry at `index`, returning its value. Process context.
+    /// Remove the entry at `index`, returning its value. Process context (takes a mutex).
     pub(crate) fn remove(&self, index: u64) -> Option<u64> {
-        let mut v: c_ulong = 0;
-        // SAFETY: the xarray is initialised; updates are serialised by its own lock.
-        unsafe { raw::dmr_xa_erase(self.xa.get(), index as c_ulong, &mut v) }.then_some(v as u64)
+        let mut v = 0u64;
+        // SAFETY: the index lives as long as `self`; updates are serialised by its own mutex.
+        unsafe { raw::dmr_index_erase(self.ix.as_ptr(), index, &mut v) }.then_some(v)
     }
 }
 
 impl Drop for RcuIndex {
     fn drop(&mut self) {
-        // SAFETY: no other users remain (we are being dropped); value entries need no freeing.
-        unsafe { raw::dmr_xa_destroy(self.xa.get()) };
+        // SAFETY: `self` owns the index and no other user remains; it is freed once.
+        unsafe { raw::dmr_index_free(self.ix.as_ptr()) };
     }
+}
+
+/// Kernel memory in slab caches and vmalloc areas, in bytes (system-wide counters: other
+/// allocations running meanwhile count too). Any context.
+pub(crate) fn kernel_mem_bytes() -> u64 {
+    // SAFETY: reads global counters; no preconditions.
+    unsafe { raw::dmr_kernel_mem_bytes() as u64 }
+}
+
+/// Wait until the callbacks of every RCU grace period started so far have run (memory that was
+/// queued for freeing after a grace period is freed). Process context; sleeps.
+pub(crate) fn rcu_barrier() {
+    // SAFETY: no preconditions beyond process context, which the caller provides.
+    unsafe { raw::dmr_rcu_barrier() }
 }
 
 kernel::sync::global_lock! {

@@ -32,7 +32,7 @@ eval "\"$bindgen\" \"$header\" $args \
 	--allowlist-function 'dm_(register|unregister)_target|dm_(get|put)_device|dm_table_get_(mode|md)' \
 	--allowlist-function 'dm_accept_partial_bio|dm_per_bio_data|dm_bio_get_target_bio_nr|dm_table_event' \
 	--allowlist-function 'dmr_.*' \
-	--allowlist-type 'target_type|dm_target|dm_dev|queue_limits|status_type_t|bio_list|xarray|dmr_notifier' \
+	--allowlist-type 'target_type|dm_target|dm_dev|queue_limits|status_type_t|bio_list|dmr_notifier' \
 	--allowlist-type 'dmr_.*' --allowlist-var 'DMR_.*' \
 	--allowlist-var 'DM_MAPIO_.*|DM_ENDIO_.*|DM_TARGET_.*|SECTOR_SHIFT|REQ_OP_.*' \
 	--blocklist-type 'fwctl_rpc_scope|dma_data_direction|hrtimer_restart|irqreturn|lru_status' \

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * C helpers for dm_remap: static inline functions and macros of the block layer that Rust cannot
- * call directly. Each is a one-line wrapper; the logic lives in Rust.
+ * call directly. Each is a one-line wrapper; the logic lives in Rust, except for the remap index
+ * (dmr_index_*), a small data structure built on the kernel's RCU and seqlock primitives.
  */
 #ifndef DM_REMAP_HELPERS_H
 #define DM_REMAP_HELPERS_H
@@ -13,7 +14,6 @@ struct bio_list;
 struct dm_dev;
 struct dm_target;
 struct queue_limits;
-struct xarray;
 
 void dmr_bio_set_dev(struct bio *bio, struct dm_dev *dev);
 unsigned int dmr_bio_op(const struct bio *bio);
@@ -92,12 +92,14 @@ void dmr_bio_list_init(struct bio_list *bl);
 void dmr_bio_list_add(struct bio_list *bl, struct bio *bio);
 struct bio *dmr_bio_list_pop(struct bio_list *bl);
 
-void dmr_xa_init(struct xarray *xa);
-void dmr_xa_destroy(struct xarray *xa);
-int dmr_xa_store(struct xarray *xa, unsigned long index, unsigned long value);
-bool dmr_xa_load(struct xarray *xa, unsigned long index, unsigned long *value);
-bool dmr_xa_find(struct xarray *xa, unsigned long *index, unsigned long max, unsigned long *value);
-bool dmr_xa_erase(struct xarray *xa, unsigned long index, unsigned long *value);
+struct dmr_index;
+struct dmr_index *dmr_index_new(void);
+void dmr_index_free(struct dmr_index *ix);
+bool dmr_index_find(struct dmr_index *ix, u64 first, u64 last, u64 *block, u64 *value);
+int dmr_index_store(struct dmr_index *ix, u64 block, u64 value);
+bool dmr_index_erase(struct dmr_index *ix, u64 block, u64 *value);
+unsigned long dmr_kernel_mem_bytes(void);
+void dmr_rcu_barrier(void);
 
 struct dmr_worker;
 struct dmr_worker *dmr_worker_new(struct dm_target *ti, void (*fn)(struct dm_target *ti));

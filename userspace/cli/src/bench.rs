@@ -16,7 +16,7 @@ pub enum BenchCmd {
     /// In-kernel microbenchmark: spare allocation and remap-index operations, timed in the kernel.
     Kernel {
         /// Operations to measure.
-        #[arg(long, value_delimiter = ',', default_values = ["noop", "alloc", "alloc-full", "lookup", "insert"])]
+        #[arg(long, value_delimiter = ',', default_values = ["noop", "alloc", "alloc-full", "lookup", "insert", "fill-dense", "fill-scattered"])]
         ops: Vec<Op>,
         /// Index sizes (remaps present) to measure at.
         #[arg(long, value_delimiter = ',', default_values = ["0", "1000", "100000", "1000000"])]
@@ -68,6 +68,8 @@ pub enum Op {
     AllocFull,
     Lookup,
     Insert,
+    FillDense,
+    FillScattered,
 }
 
 impl From<Op> for BenchOp {
@@ -78,6 +80,8 @@ impl From<Op> for BenchOp {
             Op::AllocFull => BenchOp::AllocFull,
             Op::Lookup => BenchOp::Lookup,
             Op::Insert => BenchOp::Insert,
+            Op::FillDense => BenchOp::FillDense,
+            Op::FillScattered => BenchOp::FillScattered,
         }
     }
 }
@@ -117,32 +121,62 @@ pub fn run(cmd: &BenchCmd, json: bool) -> Result<(), CliError> {
                 } else {
                     entries
                 };
-                for &n in sizes {
+                let fill = matches!(op, Op::FillDense | Op::FillScattered);
+                // A fill from an empty index to nothing measures nothing.
+                for &n in sizes.iter().filter(|&&n| !(fill && n == 0)) {
                     let r = ctl.bench(op.into(), *iterations, n, *batch)?;
                     if !json {
                         println!(
                             "{:<7} entries={:<8} p50={:>6} ns  p99={:>6} ns  min={:>6} ns  max={:>8} ns  ({} samples of {})",
                             r.op, r.entries, r.p50, r.p99, r.min, r.max, r.samples, r.batch
                         );
+                        if fill {
+                            println!(
+                                "{:<7} entries={:<8} index memory {} bytes = {:.1} bytes per entry",
+                                r.op,
+                                r.entries,
+                                r.index_bytes,
+                                r.index_bytes as f64 / r.entries as f64
+                            );
+                        }
                     }
                     results.push(r);
                 }
             }
+            // Memory of the filled index per entry, by pattern and size ("dense_1000000").
+            let per_remap: serde_json::Map<String, serde_json::Value> = results
+                .iter()
+                .filter(|r| r.op.starts_with("fill_") && r.entries > 0)
+                .map(|r| {
+                    let per = (r.index_bytes as f64 / r.entries as f64 * 10.0).round() / 10.0;
+                    (
+                        format!("{}_{}", &r.op["fill_".len()..], r.entries),
+                        serde_json::json!(per),
+                    )
+                })
+                .collect();
             let doc = serde_json::json!({
                 "bench": "kernel",
                 "unit": "ns",
-                "results": results.iter().map(|r| serde_json::json!({
-                    "case": format!("{}@{}", r.op, r.entries),
-                    "op": r.op,
-                    "entries": r.entries,
-                    "p50": r.p50,
-                    "p99": r.p99,
-                    "min": r.min,
-                    "max": r.max,
-                    "samples": r.samples,
-                    "batch": r.batch,
-                    "iterations": r.iterations,
-                })).collect::<Vec<_>>(),
+                "index_bytes_per_remap": per_remap,
+                "results": results.iter().map(|r| {
+                    let mut c = serde_json::json!({
+                        "case": format!("{}@{}", r.op, r.entries),
+                        "op": r.op,
+                        "entries": r.entries,
+                        "p50": r.p50,
+                        "p99": r.p99,
+                        "min": r.min,
+                        "max": r.max,
+                        "samples": r.samples,
+                        "batch": r.batch,
+                        "iterations": r.iterations,
+                    });
+                    if r.op.starts_with("fill_") {
+                        c["index_bytes"] = serde_json::json!(r.index_bytes);
+                    }
+                    c
+                }).collect::<Vec<_>>(),
             });
             emit(&doc, json, out.as_deref())
         }

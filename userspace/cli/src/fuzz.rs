@@ -214,7 +214,7 @@ fn fill_struct(rng: &mut Rng, arena: &mut Arena, nr: u64, size: usize) {
                 b,
                 4,
                 if rng.chance(80) {
-                    rng.below(4) as u32
+                    rng.below(7) as u32
                 } else {
                     rng.next() as u32
                 },

@@ -64,6 +64,10 @@ pub enum BenchOp {
     Lookup,
     /// Remap-index insert (insert + erase).
     Insert,
+    /// Inserts filling an empty index with consecutive blocks; reports the index's memory.
+    FillDense,
+    /// Inserts filling an empty index with every 64th block; reports the index's memory.
+    FillScattered,
 }
 
 impl BenchOp {
@@ -74,6 +78,8 @@ impl BenchOp {
             BenchOp::AllocFull => uapi::dmr_bench_op_DMR_BENCH_ALLOC_FULL,
             BenchOp::Lookup => uapi::dmr_bench_op_DMR_BENCH_LOOKUP,
             BenchOp::Insert => uapi::dmr_bench_op_DMR_BENCH_INSERT,
+            BenchOp::FillDense => uapi::dmr_bench_op_DMR_BENCH_FILL_DENSE,
+            BenchOp::FillScattered => uapi::dmr_bench_op_DMR_BENCH_FILL_SCATTERED,
         }
     }
 
@@ -85,6 +91,8 @@ impl BenchOp {
             BenchOp::AllocFull => "alloc_full",
             BenchOp::Lookup => "lookup",
             BenchOp::Insert => "insert",
+            BenchOp::FillDense => "fill_dense",
+            BenchOp::FillScattered => "fill_scattered",
         }
     }
 }
@@ -112,6 +120,8 @@ pub struct BenchResult {
     pub max: u64,
     /// Wall time of the timed part, ns.
     pub total_ns: u64,
+    /// Fill operations: kernel memory (slab + vmalloc) the filled index holds, bytes; else 0.
+    pub index_bytes: u64,
 }
 
 /// Kind of a kernel event.
@@ -323,6 +333,7 @@ impl Control {
             p99: b.ns_p99,
             max: b.ns_max,
             total_ns: b.ns_total,
+            index_bytes: b.index_bytes,
         })
     }
 
