@@ -33,7 +33,8 @@ class BenchCheck(unittest.TestCase):
 
     def test_figures_parsed(self):
         figs = self.base["figures"]
-        self.assertEqual(figs["kernel/lookup@1000000"], {"value": 150, "better": "lower"})
+        self.assertEqual(figs["kernel/lookup@1000000"],
+                         {"value": 150, "better": "lower", "min_abs": bench_check.MIN_ABS_INSTRUCTIONS})
         self.assertEqual(figs["io/nullb-randread-remaps0"], {"value": 0.98, "better": "higher"})
 
     def test_same_run_passes(self):
@@ -49,6 +50,13 @@ class BenchCheck(unittest.TestCase):
         rc, out = self.run_compare(lookup_p50=154)  # +2.67 %
         self.assertEqual(rc, 1, out)
         self.assertIn("REGRESSED", out)
+
+    def test_small_figures_have_an_instruction_of_slack(self):
+        self.base["figures"]["kernel/insert@0"]["value"] = 10
+        rc, out = self.run_compare(insert_p50=12)  # +20 %, but 2 instructions
+        self.assertEqual(rc, 0, out)
+        rc, out = self.run_compare(insert_p50=13)  # 3 instructions
+        self.assertEqual(rc, 1, out)
 
     def test_lower_ratio_fails(self):
         rc, out = self.run_compare(rmp=(95000, 95000))  # 0.95 vs 0.98: -3.06 %
