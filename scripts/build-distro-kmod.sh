@@ -207,14 +207,15 @@ if [ "$(cat "$tree/.dmremap-key" 2>/dev/null)" != "$key" ]; then
 	stage "distro-tree-$kver" prepare_tree
 fi
 
-# The module's build tree: a copy of its sources, files copied only when they changed.
+# The module's build tree: a copy of its sources, files copied only when they changed (with a
+# new mtime, so make rebuilds their objects even when the changed source is older than them).
 bdir=$cache/kmod-build
 mkdir -p "$bdir"
 (cd "$src" && { echo Kbuild; ls kmod/*.rs kmod/*.c kmod/*.h kmod/Kbuild kmod/gen-bindings.sh core/src/*.rs core/src/metadata/*.rs include/*.h; }) |
 while read -r f; do
 	if ! cmp -s "$src/$f" "$bdir/$f"; then
 		mkdir -p "$bdir/$(dirname "$f")"
-		cp -p "$src/$f" "$bdir/$f"
+		cp "$src/$f" "$bdir/$f"
 	fi
 done
 (cd "$bdir" && find kmod core include -type f \( -name '*.rs' -o -name '*.c' -o -name '*.h' \) ! -path 'kmod/generated/*' ! -name '*.mod.c') |

@@ -27,7 +27,8 @@ esac
 
 # Each kernel gets its own build tree (a copy of the module sources: kmod/, the shared core and the
 # ABI header), so builds for different kernels never clean each other's objects, and a lock keeps
-# concurrent builds for the same kernel apart. Files are copied only when they changed.
+# concurrent builds for the same kernel apart. Files are copied only when they changed, with a new
+# mtime (a source switched to an older version must still be newer than its stale object).
 bdir=$ROOT/target/kmod-build/$name
 mkdir -p "$bdir"
 exec 9>"$bdir.lock"
@@ -38,7 +39,7 @@ sync_tree() {
 	while read -r f; do
 		if ! cmp -s "$ROOT/$f" "$bdir/$f"; then
 			mkdir -p "$bdir/$(dirname "$f")"
-			cp -p "$ROOT/$f" "$bdir/$f"
+			cp "$ROOT/$f" "$bdir/$f"
 		fi
 	done
 	# Drop files that left the sources.
