@@ -10,7 +10,8 @@
  * 2. Keys spread over the whole 64-bit range (hint tables with large shifts).
  * 3. Draining from the front, then the sole leaf: an empty index goes to one entry and back
  *    without allocating.
- * 4. Allocation failures in dmr_index_new.
+ * 4. Allocation failures in dmr_index_new, and in stores that need the first leaf, a split or a
+ *    bigger directory.
  * 5. Memory per entry for 1 Mi dense, every-64th and random keys (bounded at 64 bytes).
  * 6. Concurrency: reader threads look up keys that never change and keys that never exist while
  *    a writer splits, merges and grows the directory; frees are deferred until the readers stop.
@@ -391,6 +392,42 @@ static void test_wide_keys(void)
 	printf("  %u keys spread over 64 bits\n", n);
 }
 
+/* Failed allocations where a store needs one: the first leaf, a split, a bigger directory. */
+static void test_store_fails(void)
+{
+	struct dmr_index *ix = dmr_index_new();
+	u64 i, n = 8 * DMR_LEAF_CAP, block, value;
+	long allocs;
+
+	CHECK(ix, "dmr_index_new");
+	shim_fail_one_in = 1;
+	CHECK(dmr_index_store(ix, 10, 1) == -ENOMEM, "first leaf: allocation failure ignored");
+	shim_fail_one_in = 0;
+	CHECK(check_invariants(ix) == 0 && !dmr_index_find(ix, 0, ~0ull, &block, &value),
+	      "failed first store left an entry");
+	/* Ascending keys fill the 8 leaves of the first directory completely. */
+	for (i = 0; i < n; i++)
+		CHECK(!dmr_index_store(ix, 2 * i, i), "store %llu", ULL(2 * i));
+	CHECK(ix->dir->n == 8 && ix->dir->cap == 8, "directory %u/%u", ix->dir->n, ix->dir->cap);
+	allocs = shim_live_allocs;
+	shim_fail_one_in = 1;
+	CHECK(dmr_index_store(ix, 2 * n, 0) == -ENOMEM, "append: allocation failure ignored");
+	CHECK(dmr_index_store(ix, 101, 0) == -ENOMEM, "split: allocation failure ignored");
+	CHECK(!dmr_index_store(ix, 100, 7), "update without allocating");
+	shim_fail_one_in = 0;
+	CHECK(shim_live_allocs == allocs, "failed stores changed the allocations");
+	CHECK(check_invariants(ix) == n && ix->dir->cap == 8, "failed stores changed the index");
+	CHECK(!dmr_index_find(ix, 101, 101, &block, &value), "failed store left its entry");
+	CHECK(dmr_index_find(ix, 100, 100, &block, &value) && value == 7, "update lost");
+	for (i = 0; i < n; i++)
+		CHECK(dmr_index_find(ix, 2 * i, 2 * i, &block, &value) &&
+			      value == (i == 50 ? 7 : i),
+		      "entry %llu after failed stores", ULL(2 * i));
+	CHECK(!dmr_index_store(ix, 101, 0), "split after the failures");
+	CHECK(check_invariants(ix) == n + 1 && ix->dir->cap == 16, "directory did not grow");
+	dmr_index_free(ix);
+}
+
 static void test_new_fails(void)
 {
 	long allocs = shim_live_allocs;
@@ -588,6 +625,7 @@ int main(void)
 	dmr_index_free(ix);
 	printf("wide keys:\n");
 	test_wide_keys();
+	test_store_fails();
 	test_new_fails();
 	printf("memory per entry:\n");
 	test_memory();
