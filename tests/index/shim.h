@@ -40,8 +40,17 @@ typedef uint64_t sector_t;	/* dev_t comes from <sys/types.h> */
 #define BUILD_BUG_ON(cond) _Static_assert(!(cond), #cond)
 
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
-#define min_t(type, a, b) ((type)(a) < (type)(b) ? (type)(a) : (type)(b))
-#define max_t(type, a, b) ((type)(a) > (type)(b) ? (type)(a) : (type)(b))
+/* Each argument evaluated once, as in the kernel: they may be READ_ONCE of a changing field. */
+#define min_t(type, a, b)                                                                  \
+	({                                                                                 \
+		type min_a_ = (a), min_b_ = (b);                                           \
+		min_a_ < min_b_ ? min_a_ : min_b_;                                         \
+	})
+#define max_t(type, a, b)                                                                  \
+	({                                                                                 \
+		type max_a_ = (a), max_b_ = (b);                                           \
+		max_a_ > max_b_ ? max_a_ : max_b_;                                         \
+	})
 #define clamp_t(type, v, lo, hi) min_t(type, max_t(type, v, lo), hi)
 #define struct_size(p, member, count) (sizeof(*(p)) + sizeof((p)->member[0]) * (size_t)(count))
 
