@@ -286,13 +286,30 @@ static struct dmr_dir *dmr_index_dir(struct dmr_index *ix)
 	return rcu_dereference_protected(ix->dir, lockdep_is_held(&ix->mutex));
 }
 
+/*
+ * Readers dereference the leaf pointers before their sequence check, so these are moved one whole
+ * pointer at a time (memmove may copy bytewise: rep movsb), never seen half-written.
+ */
+static void dmr_dir_move_leaves(struct dmr_dir *d, unsigned int to, unsigned int from,
+				unsigned int count)
+{
+	unsigned int k;
+
+	if (to > from)
+		for (k = count; k--;)
+			WRITE_ONCE(d->leaf[to + k], d->leaf[from + k]);
+	else
+		for (k = 0; k < count; k++)
+			WRITE_ONCE(d->leaf[to + k], d->leaf[from + k]);
+}
+
 /* Insert directory slot `at` (the caller checked there is room). Writer, inside the seqlock. */
 static void dmr_dir_insert(struct dmr_dir *d, unsigned int at, u64 key, struct dmr_leaf *l)
 {
 	memmove(d->key + at + 1, d->key + at, (d->n - at) * sizeof(*d->key));
-	memmove(d->leaf + at + 1, d->leaf + at, (d->n - at) * sizeof(*d->leaf));
+	dmr_dir_move_leaves(d, at + 1, at, d->n - at);
 	d->key[at] = key;
-	d->leaf[at] = l;
+	WRITE_ONCE(d->leaf[at], l);
 	d->n++;
 	dmr_dir_rehint(d);
 }
@@ -301,10 +318,10 @@ static void dmr_dir_insert(struct dmr_dir *d, unsigned int at, u64 key, struct d
 static void dmr_dir_remove(struct dmr_dir *d, unsigned int at)
 {
 	memmove(d->key + at, d->key + at + 1, (d->n - at - 1) * sizeof(*d->key));
-	memmove(d->leaf + at, d->leaf + at + 1, (d->n - at - 1) * sizeof(*d->leaf));
+	dmr_dir_move_leaves(d, at, at + 1, d->n - at - 1);
 	d->n--;
 	d->key[d->n] = 0;
-	d->leaf[d->n] = NULL;
+	WRITE_ONCE(d->leaf[d->n], NULL);
 	if (d->n)
 		d->key[0] = 0;
 	dmr_dir_rehint(d);

@@ -40,6 +40,7 @@ typedef uint64_t sector_t;	/* dev_t comes from <sys/types.h> */
 #define BUILD_BUG_ON(cond) _Static_assert(!(cond), #cond)
 
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
 /* Each argument evaluated once, as in the kernel: they may be READ_ONCE of a changing field. */
 #define min_t(type, a, b)                                                                  \
 	({                                                                                 \
