@@ -11,7 +11,7 @@ export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 # Scenarios of the distribution-kernel leg (make test-distro): data, metadata, fault and CLI.
 DISTRO_SCENARIOS ?= load_unload,create_basic,offset_mapping,multi_segment,remap_data,reload,remap_suspend,metadata,fault_read,fault_write,fault_ext4,ext4,fio_verify,bad_messages,rmmod_busy,control_device,events,cli
 
-.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test script-test vm-test test test-full test-distro demo bench bench-check bench-baseline clean install install-dkms deb rules-test test-boot
+.PHONY: help deps kernel kmod kmod-distro userspace devtools lint cargo-test script-test index-test vm-test test test-full test-distro demo bench bench-check bench-baseline clean install install-dkms deb rules-test test-boot
 
 help:
 	@echo "make demo                  boot a VM (release kernel) and show a remap device working"
@@ -34,6 +34,7 @@ help:
 	@echo "make deb                   Debian packages dm-remap and dm-remap-dkms -> target/deb/"
 	@echo "make deps                  install the Debian packages and tools the build needs"
 	@echo "make rules-test            promtool check/test of the shipped Prometheus alert rules"
+	@echo "make index-test            userspace test of the remap index (kmod/index.c, gcc with ASan/UBSan)"
 
 deps:
 	@scripts/install-deps.sh
@@ -79,6 +80,11 @@ script-test:
 	@t0=$$SECONDS; python3 -m unittest discover -s tests/bench -p 'test_*.py' || exit 1; \
 	echo "[$$(date +%T)] stage script-test: done in $$((SECONDS - t0)) s"
 
+# The remap index (kmod/index.c) in userspace, against a model, with sanitizers (tests/index/).
+index-test: deps
+	@t0=$$SECONDS; tests/index/run.sh || exit 1; \
+	echo "[$$(date +%T)] stage index-test: done in $$((SECONDS - t0)) s"
+
 # SUITE=full adds the scenarios marked `# suite: full` (make test-full).
 SUITE ?= test
 vm-test: deps devtools
@@ -89,11 +95,11 @@ endif
 
 # lint runs first and stops the run before the cargo tests and the VM suite; test-boot last.
 test: lint
-	@$(MAKE) --no-print-directory cargo-test script-test rules-test userspace vm-test test-boot
+	@$(MAKE) --no-print-directory cargo-test script-test index-test rules-test userspace vm-test test-boot
 
 # Every scenario, the slow ones too (remap_many, control_fuzz, fio_verify, fail_page_alloc).
 test-full: lint
-	@$(MAKE) --no-print-directory cargo-test script-test rules-test userspace vm-test test-boot SUITE=full
+	@$(MAKE) --no-print-directory cargo-test script-test index-test rules-test userspace vm-test test-boot SUITE=full
 
 rules-test: deps
 	@tests/prometheus/check-rules.sh

@@ -977,7 +977,7 @@ impl Drop for BioList {
 /// An integer map from block number to value, with lock-free lookups for the I/O path (any
 /// context: RCU and a sequence count, no lock, no allocation) and locked, possibly allocating
 /// updates for process context. Values are below 2^62. The map is the C index `dmr_index`
-/// (`helpers.c`): sorted leaves of up to 238 entries (4 KiB each) under a directory.
+/// (`index.c`): sorted leaves of up to 238 entries (4 KiB each) under a directory.
 pub(crate) struct RcuIndex {
     ix: ptr::NonNull<raw::dmr_index>,
 }

@@ -2,7 +2,8 @@
 /*
  * C helpers for dm_remap: static inline functions and macros of the block layer that Rust cannot
  * call directly. Each is a one-line wrapper; the logic lives in Rust, except for the remap index
- * (dmr_index_*), a small data structure built on the kernel's RCU and seqlock primitives.
+ * (dmr_index_*, in index.c), a small data structure built on the kernel's RCU and seqlock
+ * primitives.
  */
 #ifndef DM_REMAP_HELPERS_H
 #define DM_REMAP_HELPERS_H

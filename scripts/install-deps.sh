@@ -7,6 +7,8 @@ PKGS=(
 	# kernel toolchain: rustc-web ships /usr/bin/rustc with the matching library source
 	rustc-web rust-web-src clang-22 lld-22 llvm-22 libclang-22-dev
 	flex bison bc libelf-dev libssl-dev cpio kmod dwarves make gcc python3 xz-utils
+	# the userspace index test (make index-test): gcc's sanitizers, the C library headers
+	libc6-dev
 	# VM and guest userland
 	qemu-system-x86 qemu-utils busybox-static dmsetup fio nvme-cli e2fsprogs coreutils
 	# userspace build: the devicemapper crate links libdevmapper
