@@ -275,16 +275,7 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
             })?;
         }
         uapi::BENCH_ALLOC => {
-            let nslots = entries + 1024;
-            let mut bits = KVVec::new();
-            bits.extend_with(storage_words(nslots), 0u64, GFP_KERNEL)?;
-            let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
-            for s in 0..entries {
-                a.mark_allocated(s).map_err(|_| EINVAL)?;
-                if s % 4096 == 0 {
-                    cond_resched();
-                }
-            }
+            let mut a = bench_allocator(entries + 1024, entries)?;
             time_batches(&mut samples, nsamples, batch, || {
                 if let Some(s) = a.alloc() {
                     let _ = a.free_slot(core::hint::black_box(s));
@@ -293,16 +284,7 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
         }
         uapi::BENCH_ALLOC_FULL => {
             // One free slot after the `entries` taken ones: the worst case of a bitmap scan.
-            let nslots = entries + 1;
-            let mut bits = KVVec::new();
-            bits.extend_with(storage_words(nslots), 0u64, GFP_KERNEL)?;
-            let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
-            for s in 0..entries {
-                a.mark_allocated(s).map_err(|_| EINVAL)?;
-                if s % 4096 == 0 {
-                    cond_resched();
-                }
-            }
+            let mut a = bench_allocator(entries + 1, entries)?;
             time_batches(&mut samples, nsamples, batch, || {
                 if let Some(s) = a.alloc() {
                     core::hint::black_box(a.alloc());
@@ -384,6 +366,20 @@ fn bench(b: &uapi::dmr_bench) -> Result<uapi::dmr_bench> {
         index_bytes,
         reserved: [0; 3],
     })
+}
+
+/// A spare-slot allocator of `nslots` slots whose first `taken` are allocated.
+fn bench_allocator(nslots: u64, taken: u64) -> Result<SlotAllocator<KVVec<u64>>> {
+    let mut bits = KVVec::new();
+    bits.extend_with(storage_words(nslots), 0u64, GFP_KERNEL)?;
+    let mut a = SlotAllocator::new(bits, nslots).map_err(|_| EINVAL)?;
+    for s in 0..taken {
+        a.mark_allocated(s).map_err(|_| EINVAL)?;
+        if s % 4096 == 0 {
+            cond_resched();
+        }
+    }
+    Ok(a)
 }
 
 /// Run `op` in `nsamples` batches of `batch`, pushing each batch's mean time per operation (ns).
