@@ -5,7 +5,7 @@
 //! A bio that overlaps no remapped block goes to main exactly like dm-linear (one atomic load
 //! decides it when nothing is remapped). Otherwise [`remap::plan`] cuts the bio at block
 //! boundaries and each piece goes to main or to its spare slot; index lookups are lock-free (RCU
-//! xarray). Bios that may reach blocks being moved are counted in the [gate](super::gate) and
+//! and a sequence count, `kmod/index.c`). Bios that may reach blocks being moved are counted in the [gate](super::gate) and
 //! held while the move runs.
 //!
 //! A bio that fails on main with a media error (see [`error_class`]) is taken over (`end_io`

@@ -8,8 +8,8 @@
 //!
 //! No allocation, no panics, no floating point: this file is compiled into the kernel module.
 
-/// An index entry, stored as an integer (the kernel keeps it as an xarray value entry, which
-/// holds up to 62 bits).
+/// An index entry, stored as an integer (the kernel's index, `kmod/index.c`, holds values of up
+/// to 62 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entry {
     /// The block lives in spare slot `slot`.
@@ -138,7 +138,7 @@ mod tests {
             Entry::Remapped { slot: MAX_SLOT },
         ] {
             assert_eq!(Entry::decode(e.encode()), e);
-            assert!(e.encode() < (1 << 62), "fits an xarray value entry");
+            assert!(e.encode() < (1 << 62), "fits in 62 bits");
         }
     }
 
